@@ -1,0 +1,293 @@
+"""Documents stored in the results store: one ValidationDoc per defect, summaries per group."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel, Field
+from pymatgen.core import Structure
+
+from definet_flows.defects import MARKER_KEY, VACANCY
+
+if TYPE_CHECKING:
+    from definet_flows.defects import DefectEntry
+
+__all__ = [
+    "RelaxOutcome",
+    "StepStats",
+    "ValidationDoc",
+    "ValidationSummaryDoc",
+    "coordinate_mae",
+    "make_key",
+    "rmsd",
+]
+
+
+class RelaxResultLike(Protocol):
+    """What ValidationDoc needs from ``definet_flows.engines.RelaxResult``."""
+
+    n_ionic_steps: int
+    energy: float
+    energy_per_atom: float
+    max_force: float
+    converged: bool
+    final_structure: Structure
+    engine: str
+    settings: dict
+    wall_time_s: float
+    settings_hash: str
+
+
+def make_key(defect_id: str, engine: str, settings_hash: str, checkpoint_sha256: str) -> str:
+    """Return the store key ``<defect_id>:<engine>:<settings_hash>:<checkpoint_sha[:12]>``.
+
+    The validation flow can compute it before running to skip finished defects.
+    """
+    return f"{defect_id}:{engine}:{settings_hash}:{checkpoint_sha256[:12]}"
+
+
+def _real_atoms(structure: Structure) -> Structure:
+    """Drop vacancy nodes (marker 2) if the structure is marked."""
+    markers = structure.site_properties.get(MARKER_KEY)
+    if markers is None or VACANCY not in markers:
+        return structure
+    s = structure.copy()
+    s.remove_sites([i for i, m in enumerate(markers) if m == VACANCY])
+    return s
+
+
+def _displacements(a: Structure, b: Structure) -> np.ndarray:
+    """Minimum-image Cartesian displacements b - a of paired atoms (same order and cell)."""
+    a, b = _real_atoms(a), _real_atoms(b)
+    if len(a) != len(b):
+        raise ValueError(f"Structures differ in atom count ({len(a)} vs {len(b)})")
+    if [s.species_string for s in a] != [s.species_string for s in b]:
+        raise ValueError("Structures differ in species order")
+    d = b.frac_coords - a.frac_coords
+    d -= np.round(d)
+    return d @ a.lattice.matrix
+
+
+def rmsd(a: Structure, b: Structure) -> float:
+    """Root-mean-square displacement (A) between paired atoms, rigid translation removed."""
+    d = _displacements(a, b)
+    d -= d.mean(axis=0)
+    return float(np.sqrt((d**2).sum(axis=1).mean()))
+
+
+def coordinate_mae(a: Structure, b: Structure) -> float:
+    """Mean absolute displacement (A): mean over atoms of the minimum-image distance."""
+    return float(np.linalg.norm(_displacements(a, b), axis=1).mean())
+
+
+class RelaxOutcome(BaseModel):
+    """The outcome of one relaxation."""
+
+    n_ionic_steps: int = Field(description="Ionic steps the engine took.")
+    energy: float = Field(description="Final total energy (eV).")
+    energy_per_atom: float = Field(description="Final energy per atom (eV/atom).")
+    max_force: float = Field(description="Largest final force on an atom (eV/A).")
+    converged: bool = Field(description="Whether the engine's force criterion was met.")
+    wall_time_s: float | None = Field(None, description="Wall time of the relaxation (s).")
+
+    @classmethod
+    def from_result(cls, result: RelaxResultLike) -> RelaxOutcome:
+        """Copy the scalar figures of a ``RelaxResult``."""
+        return cls(
+            n_ionic_steps=result.n_ionic_steps,
+            energy=result.energy,
+            energy_per_atom=result.energy_per_atom,
+            max_force=result.max_force,
+            converged=result.converged,
+            wall_time_s=result.wall_time_s,
+        )
+
+
+class ValidationDoc(BaseModel):
+    """DefiNet validation of one defect: the same engine relaxes from both starts."""
+
+    key: str = Field(description="Store key: defect_id:engine:settings_hash:checkpoint[:12].")
+    defect_id: str = Field(description="Stable defect id from DefectSupercellMaker.")
+    host: str = Field(description="Host name.")
+    host_formula: str | None = Field(None, description="Reduced formula of the host.")
+    formula: str = Field(description="Formula of the defect supercell (real atoms).")
+    defect_types: list[str] = Field(description="Sorted distinct defect types present.")
+    defect_names: list[str] = Field(description="Defect names, e.g. ['v_S', 'W_Mo'].")
+    n_defects: int = Field(description="Number of point defects.")
+    n_sites: int = Field(description="Number of atoms relaxed (vacancy nodes excluded).")
+    engine: str = Field(description="Relaxation engine (e.g. chgnet, cp2k).")
+    engine_settings: dict[str, Any] = Field(description="Engine settings used for both starts.")
+    settings_hash: str = Field(description="Hash of the engine settings.")
+    checkpoint_sha256: str = Field(description="sha256 of the DefiNet weights that predicted.")
+    from_unrelaxed: RelaxOutcome = Field(description="Relaxation from the unrelaxed structure.")
+    from_predicted: RelaxOutcome = Field(description="Relaxation from the DefiNet prediction.")
+    steps_saved: int = Field(description="Ionic steps from unrelaxed minus from predicted.")
+    energy_difference: float = Field(
+        description="Final energy from predicted start minus from unrelaxed start (eV)."
+    )
+    rmsd: float = Field(
+        description="RMSD (A) between the two final structures, rigid translation removed."
+    )
+    same_minimum: bool = Field(
+        description="Both starts reached the same minimum: rmsd <= rmsd_tol and "
+        "|energy_difference| <= energy_tol."
+    )
+    rmsd_tol: float = Field(description="RMSD tolerance (A) for same_minimum.")
+    energy_tol: float = Field(description="Energy tolerance (eV) for same_minimum.")
+    definet_mae: float | None = Field(
+        None,
+        description="Mean atomic displacement (A) of the prediction vs relaxed-from-unrelaxed.",
+    )
+    baseline_mae: float | None = Field(
+        None, description="Same for the unrelaxed structure (do-nothing baseline, A)."
+    )
+    prediction_time_s: float | None = Field(None, description="DefiNet time for this defect (s).")
+    unrelaxed_structure: Structure | None = Field(
+        None, description="Marked unrelaxed structure (vacancy nodes at the end)."
+    )
+    predicted_structure: Structure | None = Field(None, description="DefiNet prediction.")
+    final_from_unrelaxed: Structure | None = Field(
+        None, description="Relaxed structure from the unrelaxed start."
+    )
+    final_from_predicted: Structure | None = Field(
+        None, description="Relaxed structure from the predicted start."
+    )
+    last_updated: datetime = Field(
+        default_factory=lambda: datetime.now(UTC), description="Time the document was made."
+    )
+
+    @classmethod
+    def from_results(
+        cls,
+        entry: DefectEntry,
+        from_unrelaxed: RelaxResultLike,
+        from_predicted: RelaxResultLike,
+        checkpoint_sha256: str,
+        predicted_structure: Structure | None = None,
+        prediction_time_s: float | None = None,
+        rmsd_tol: float = 0.1,
+        energy_tol: float = 0.01,
+        store_structures: bool = True,
+    ) -> ValidationDoc:
+        """Build the document from a defect and its two relaxations.
+
+        Parameters
+        ----------
+        entry
+            The defect (``DefectEntry``) both relaxations started from.
+        from_unrelaxed, from_predicted
+            ``RelaxResult`` of the engine from the unrelaxed and the predicted structure.
+        checkpoint_sha256
+            Identifies the DefiNet weights (``Predictor.checkpoint_sha256``).
+        predicted_structure
+            DefiNet prediction; gives ``definet_mae``.
+        prediction_time_s
+            DefiNet wall time for this defect.
+        rmsd_tol, energy_tol
+            Tolerances (A, eV) of ``same_minimum``.
+        store_structures
+            Keep the four structures in the document.
+
+        Raises
+        ------
+        ValueError
+            If the two relaxations used different engines or settings.
+        """
+        if (from_unrelaxed.engine, from_unrelaxed.settings_hash) != (
+            from_predicted.engine,
+            from_predicted.settings_hash,
+        ):
+            raise ValueError(
+                "Both starts must use the same engine and settings: "
+                f"{from_unrelaxed.engine}/{from_unrelaxed.settings_hash} vs "
+                f"{from_predicted.engine}/{from_predicted.settings_hash}"
+            )
+        ref = from_unrelaxed.final_structure
+        dist = rmsd(ref, from_predicted.final_structure)
+        d_e = from_predicted.energy - from_unrelaxed.energy
+        unrelaxed = entry.structure
+        return cls(
+            key=make_key(
+                entry.defect_id,
+                from_unrelaxed.engine,
+                from_unrelaxed.settings_hash,
+                checkpoint_sha256,
+            ),
+            defect_id=entry.defect_id,
+            host=entry.host,
+            host_formula=entry.host_formula,
+            formula=entry.formula,
+            defect_types=sorted({d.type for d in entry.defects}),
+            defect_names=[d.name for d in entry.defects],
+            n_defects=len(entry.defects),
+            n_sites=entry.n_sites,
+            engine=from_unrelaxed.engine,
+            engine_settings=dict(from_unrelaxed.settings),
+            settings_hash=from_unrelaxed.settings_hash,
+            checkpoint_sha256=checkpoint_sha256,
+            from_unrelaxed=RelaxOutcome.from_result(from_unrelaxed),
+            from_predicted=RelaxOutcome.from_result(from_predicted),
+            steps_saved=from_unrelaxed.n_ionic_steps - from_predicted.n_ionic_steps,
+            energy_difference=d_e,
+            rmsd=dist,
+            same_minimum=bool(dist <= rmsd_tol and abs(d_e) <= energy_tol),
+            rmsd_tol=rmsd_tol,
+            energy_tol=energy_tol,
+            definet_mae=(
+                None if predicted_structure is None else coordinate_mae(predicted_structure, ref)
+            ),
+            baseline_mae=coordinate_mae(unrelaxed, ref),
+            prediction_time_s=prediction_time_s,
+            unrelaxed_structure=unrelaxed if store_structures else None,
+            predicted_structure=predicted_structure if store_structures else None,
+            final_from_unrelaxed=ref if store_structures else None,
+            final_from_predicted=from_predicted.final_structure if store_structures else None,
+        )
+
+
+class StepStats(BaseModel):
+    """Statistics of ionic step counts."""
+
+    median: float | None = Field(None, description="Median number of ionic steps.")
+    mean: float | None = Field(None, description="Mean number of ionic steps.")
+    p90: float | None = Field(None, description="90th percentile (linear interpolation).")
+
+
+class ValidationSummaryDoc(BaseModel):
+    """Summary of the ValidationDocs of one group (all, one host or one defect type)."""
+
+    summary_id: str = Field(
+        description="Key: '<group_by>=<group>|<engine>|<settings_hash>|<checkpoint[:12]>'."
+    )
+    group_by: str = Field(description="Grouping: 'all', 'host' or 'defect_type'.")
+    group: str = Field(description="Value of the grouping field ('all' for the whole set).")
+    engine: str = Field(description="Relaxation engine.")
+    settings_hash: str = Field(description="Hash of the engine settings.")
+    checkpoint_sha256: str = Field(description="sha256 of the DefiNet weights.")
+    count: int = Field(description="Number of ValidationDocs in the group.")
+    steps_unrelaxed: StepStats = Field(description="Ionic steps from the unrelaxed start.")
+    steps_predicted: StepStats = Field(description="Ionic steps from the predicted start.")
+    share_converged_unrelaxed: float | None = Field(
+        None, description="Share of relaxations from the unrelaxed start that converged."
+    )
+    share_converged_predicted: float | None = Field(
+        None, description="Share of relaxations from the predicted start that converged."
+    )
+    share_within_3_unrelaxed: float | None = Field(
+        None, description="Share converged within 3 ionic steps from the unrelaxed start."
+    )
+    share_within_3_predicted: float | None = Field(
+        None, description="Share converged within 3 ionic steps from the predicted start."
+    )
+    mean_energy_difference: float | None = Field(
+        None, description="Mean of E(predicted start) - E(unrelaxed start) (eV)."
+    )
+    share_same_minimum: float | None = Field(
+        None, description="Share of defects whose two relaxations reached the same minimum."
+    )
+    mean_definet_mae: float | None = Field(None, description="Mean DefiNet coordinate MAE (A).")
+    mean_baseline_mae: float | None = Field(None, description="Mean do-nothing MAE (A).")
+    keys_hash: str = Field(description="sha256 of the sorted source keys (change detection).")
+    last_updated: datetime = Field(description="Newest last_updated among the source docs.")

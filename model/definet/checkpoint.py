@@ -1,0 +1,83 @@
+"""Checkpoint files: model weights + config + format version, loaded with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from definet.data.graphs import GraphSettings
+from definet.nn import DefiNet, DefiNetConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, of another format, or does not fit the model."""
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_atomic(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write through a temporary file so a kill never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def model_payload(
+    model: DefiNet,
+    graph: GraphSettings,
+    state_dict: dict | None = None,
+    metadata: dict | None = None,
+) -> dict[str, Any]:
+    """What a model checkpoint holds (weights are the EMA ones when training)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "definet-model",
+        "model_config": model.config.as_dict(),
+        "graph_settings": graph.as_dict(),
+        "state_dict": state_dict if state_dict is not None else model.state_dict(),
+        "metadata": metadata or {},
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict safely, with a clear error for corrupt or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable DefiNet checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"{path}: not a DefiNet checkpoint (no format_version)")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format version {payload['format_version']}, "
+            f"this definet reads version {FORMAT_VERSION}"
+        )
+    return payload
+
+
+def load_model(path: str | Path) -> tuple[DefiNet, GraphSettings, dict[str, Any]]:
+    """Model (eval mode), graph settings and metadata from a model or training checkpoint."""
+    payload = read_checkpoint(path)
+    try:
+        config = DefiNetConfig(**payload["model_config"])
+        graph = GraphSettings(**payload["graph_settings"])
+        state = payload.get("ema_state_dict") or payload["state_dict"]
+        model = DefiNet(config)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint does not fit the DefiNet model ({exc})") from exc
+    model.eval()
+    return model, graph, payload.get("metadata", {})

@@ -1,0 +1,1 @@
+"""Dataset reading, defect markers and periodic graphs."""

@@ -1,0 +1,95 @@
+"""Periodic graphs of marked structures, as torch_geometric ``Data`` objects.
+
+Edges come from pymatgen's neighbour list on the *unrelaxed* structure and stay fixed; the
+network recomputes distances and directions from the current coordinates in every layer, using
+the stored periodic image of each edge (the cell is fixed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from pymatgen.core import Structure
+from torch_geometric.data import Data
+
+from definet.data.markers import VACANCY, markers_of
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """How graphs are built. Part of every cache key and of every checkpoint."""
+
+    cutoff: float = 6.0
+    max_neighbors: int = 50
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def neighbor_edges(structure: Structure, settings: GraphSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Edges ``j -> i`` within the cutoff, at most ``max_neighbors`` nearest per centre.
+
+    Returns ``edge_index`` (2, E) as ``[source j, target i]`` and the integer periodic image
+    (E, 3) of the source: ``r_ij = pos[j] + image @ cell - pos[i]``.
+    """
+    centers, neighbors, images, dists = structure.get_neighbor_list(settings.cutoff)
+    order = np.lexsort((dists, centers))
+    centers, neighbors, images, dists = (
+        centers[order],
+        neighbors[order],
+        images[order],
+        dists[order],
+    )
+    # rank of each edge among its centre's edges (edges sorted by centre, then distance)
+    starts = np.searchsorted(centers, centers, side="left")
+    rank = np.arange(len(centers)) - starts
+    keep = rank < settings.max_neighbors
+    edge_index = np.stack([neighbors[keep], centers[keep]]).astype(np.int64)
+    return edge_index, np.round(images[keep]).astype(np.int64)
+
+
+def unwrap_to_nearest_image(reference: Structure, target: Structure) -> np.ndarray:
+    """Cartesian coordinates of ``target`` sites at the image nearest each ``reference`` site."""
+    dfrac = target.frac_coords - reference.frac_coords
+    dfrac -= np.round(dfrac)
+    return reference.cart_coords + dfrac @ reference.lattice.matrix
+
+
+def structure_to_graph(
+    marked: Structure,
+    settings: GraphSettings,
+    relaxed: Structure | None = None,
+) -> Data:
+    """Graph of a marked structure; ``y`` holds relaxed coordinates when ``relaxed`` is given.
+
+    ``relaxed`` lists the real atoms only (no vacancy nodes), in the marked structure's order;
+    vacancy nodes keep their ideal position as target and are masked out of losses.
+    """
+    markers = markers_of(marked)
+    edge_index, images = neighbor_edges(marked, settings)
+    data = Data(
+        z=torch.tensor(marked.atomic_numbers, dtype=torch.long),
+        marker=torch.tensor(markers, dtype=torch.long),
+        pos=torch.tensor(marked.cart_coords, dtype=torch.float64),
+        cell=torch.tensor(marked.lattice.matrix, dtype=torch.float64).unsqueeze(0),
+        edge_index=torch.from_numpy(edge_index),
+        edge_image=torch.from_numpy(images).to(torch.int8),
+    )
+    if relaxed is not None:
+        real = np.flatnonzero(markers != VACANCY)
+        y = marked.cart_coords.copy()
+        real_sites = Structure.from_sites([marked[i] for i in real])
+        y[real] = unwrap_to_nearest_image(real_sites, relaxed)
+        data.y = torch.tensor(y, dtype=torch.float64)
+    return data
+
+
+def edge_shifts(data: Data) -> torch.Tensor:
+    """Cartesian shift of every edge's source image, ``image @ cell`` of its graph."""
+    cell = data.cell
+    if hasattr(data, "batch") and data.batch is not None and cell.shape[0] > 1:
+        cell = cell[data.batch[data.edge_index[1]]]
+        return torch.einsum("ek,ekl->el", data.edge_image.to(cell.dtype), cell)
+    return data.edge_image.to(cell.dtype) @ cell[0]

@@ -1,0 +1,45 @@
+"""Evaluate a checkpoint on a dataset split: per-host and overall coordinate errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from definet.checkpoint import file_sha256, load_model
+from definet.data.dataset import load_split
+from definet.predict import default_checkpoint
+from definet.train import evaluate_graphs
+
+TABLE_COLUMNS = ("n", "mae", "dummy_mae", "ratio", "local_mae_3A", "displacement_error")
+
+
+def evaluate_checkpoint(
+    data_root: str | Path,
+    split: str = "test",
+    checkpoint: str | Path | None = None,
+    hosts: list[str] | None = None,
+    skip_bad: bool = False,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict:
+    """``{"hosts": {...}, "overall": {...}, "checkpoint": ..., "split": ...}`` for one split."""
+    checkpoint = Path(checkpoint) if checkpoint else default_checkpoint()
+    model, graph_settings, _ = load_model(checkpoint)
+    graphs = load_split(
+        data_root, split, settings=graph_settings, hosts=hosts, skip_bad=skip_bad, progress=progress
+    )
+    result = evaluate_graphs(model, graphs, batch_size=batch_size)
+    result["checkpoint"] = str(checkpoint)
+    result["checkpoint_sha256"] = file_sha256(checkpoint)
+    result["split"] = split
+    return result
+
+
+def format_table(result: dict) -> str:
+    """Plain-text per-host table of an evaluation result."""
+    header = f"{'host':<16}" + "".join(f"{c:>20}" for c in TABLE_COLUMNS)
+    lines = [header, "-" * len(header)]
+    rows = list(result["hosts"].items()) + [("overall", result["overall"])]
+    for name, row in rows:
+        cells = "".join(f"{row[c]:>20d}" if c == "n" else f"{row[c]:>20.4f}" for c in TABLE_COLUMNS)
+        lines.append(f"{name:<16}{cells}")
+    return "\n".join(lines)

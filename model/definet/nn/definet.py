@@ -1,0 +1,243 @@
+"""DefiNet: a defect-aware equivariant network that moves atoms to their relaxed positions.
+
+Every node carries scalar features ``h`` (N, F) and vector features ``v`` (N, 3, F). Each layer
+
+1. recomputes edge vectors from the current coordinates (edges and periodic images fixed),
+2. passes messages gated by the defect markers of both ends (scalar and vector channels),
+3. updates the node with an equivariant vector nonlinearity (scalar-gated vectors),
+4. exchanges information with a global scalar+vector node of its structure,
+5. moves the atoms by a vector read out of ``v`` plus relative-position messages.
+
+Vacancy nodes take part in message passing but never move. The cell stays fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn.models.dimenet import BesselBasisLayer
+from torch_geometric.utils import scatter
+
+from definet.data.markers import VACANCY
+
+
+@dataclass
+class DefiNetConfig:
+    """Hyper-parameters of :class:`DefiNet` (stored in every checkpoint)."""
+
+    hidden: int = 64
+    num_layers: int = 4
+    num_rbf: int = 20
+    cutoff: float = 6.0
+    max_z: int = 100
+    num_markers: int = 4
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mlp(n_in: int, n_out: int, hidden: int | None = None) -> nn.Sequential:
+    hidden = hidden or n_in
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, n_out))
+
+
+class VectorLinear(nn.Module):
+    """Channel mixing of vector features (no bias, so it commutes with rotations)."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out, bias=False)
+
+    def forward(self, v: Tensor) -> Tensor:
+        return self.linear(v)
+
+
+class DefectMessage(nn.Module):
+    """Marker-gated scalar and vector messages over a radial basis, plus coordinate messages."""
+
+    def __init__(self, hidden: int, num_rbf: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.node = _mlp(hidden, 3 * hidden)
+        self.radial = nn.Linear(num_rbf, 3 * hidden)
+        self.gate = nn.Linear(2 * hidden, 3 * hidden)
+        self.coord = _mlp(hidden, 1)
+
+    def pair_gate(self, marker_table: Tensor, pair: Tensor) -> Tensor:
+        """Gate of each edge from the markers of its two ends.
+
+        The gate depends on the marker pair only, so it is computed once per pair type
+        (``marker_table`` holds the marker embeddings) and gathered by ``pair``.
+        """
+        k = marker_table.shape[0]
+        both = torch.cat([marker_table.repeat_interleave(k, 0), marker_table.repeat(k, 1)], dim=-1)
+        return torch.sigmoid(self.gate(both))[pair]
+
+    def forward(
+        self,
+        h: Tensor,
+        v: Tensor,
+        m: Tensor,
+        rbf: Tensor,
+        unit: Tensor,
+        rel: Tensor,
+        edge_index: Tensor,
+        pair: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        src, dst = edge_index
+        msg = self.node(h)[src] * self.radial(rbf) * self.pair_gate(m, pair)
+        ds, dvv, dvs = torch.split(msg, self.hidden, dim=-1)
+        dv = dvv.unsqueeze(1) * v[src] + dvs.unsqueeze(1) * unit.unsqueeze(-1)
+        n = h.shape[0]
+        dh = scatter(ds, dst, dim=0, dim_size=n, reduce="mean")
+        dv = scatter(dv, dst, dim=0, dim_size=n, reduce="mean")
+        dx = scatter(rel * self.coord(ds), dst, dim=0, dim_size=n, reduce="mean")
+        return dh, dv, dx
+
+
+class EquivariantUpdate(nn.Module):
+    """PaiNN-style update: vector norms feed the scalars, scalars gate the vectors."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.vec_u = VectorLinear(hidden, hidden)
+        self.vec_v = VectorLinear(hidden, hidden)
+        self.mix = _mlp(2 * hidden, 3 * hidden)
+
+    def forward(self, h: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        uv, vv = self.vec_u(v), self.vec_v(v)
+        norm = torch.sqrt((vv**2).sum(dim=1) + 1e-8)
+        a_vv, a_sv, a_ss = torch.split(self.mix(torch.cat([h, norm], dim=-1)), self.hidden, dim=-1)
+        dv = a_vv.unsqueeze(1) * uv
+        dh = a_ss + a_sv * (uv * vv).sum(dim=1)
+        return dh, dv
+
+
+class GlobalNode(nn.Module):
+    """A scalar+vector node per structure that reads from and writes to all its nodes."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.read_s = _mlp(2 * hidden, hidden)
+        self.read_v = VectorLinear(2 * hidden, hidden)
+        self.write_s = nn.Linear(hidden, hidden)
+        self.write_v = VectorLinear(hidden, hidden)
+        self.write_gate = nn.Linear(hidden, hidden)
+
+    def forward(
+        self, h: Tensor, v: Tensor, gs: Tensor, gv: Tensor, batch: Tensor, num_graphs: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        mean_s = scatter(h, batch, dim=0, dim_size=num_graphs, reduce="mean")
+        mean_v = scatter(v, batch, dim=0, dim_size=num_graphs, reduce="mean")
+        gs = gs + self.read_s(torch.cat([gs, mean_s], dim=-1))
+        gv = gv + self.read_v(torch.cat([gv, mean_v], dim=-1))
+        h = h + self.write_s(gs)[batch]
+        v = v + self.write_v(gv)[batch] * torch.sigmoid(self.write_gate(h)).unsqueeze(1)
+        return h, v, gs, gv
+
+
+class DefiNetLayer(nn.Module):
+    """One layer: messages, update, global exchange, coordinate step."""
+
+    def __init__(self, hidden: int, num_rbf: int) -> None:
+        super().__init__()
+        self.marker_inject = nn.Linear(hidden, hidden)
+        self.message = DefectMessage(hidden, num_rbf)
+        self.update = EquivariantUpdate(hidden)
+        self.global_node = GlobalNode(hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.to_step = VectorLinear(hidden, 1)
+
+    def forward(self, h, v, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs):
+        h = h + self.marker_inject(m)
+        dh, dv, dx = self.message(self.norm(h), v, table, rbf, unit, rel, edge_index, pair)
+        h, v = h + dh, v + dv
+        dh, dv = self.update(h, v)
+        h, v = h + dh, v + dv
+        h, v, gs, gv = self.global_node(h, v, gs, gv, batch, num_graphs)
+        step = dx + self.to_step(v).squeeze(-1)
+        return h, v, gs, gv, step
+
+
+class DefiNet(nn.Module):
+    """Predicts relaxed Cartesian coordinates of every node of a defect-marked periodic graph.
+
+    Parameters
+    ----------
+    config
+        Width, depth, radial basis and cutoff; see :class:`DefiNetConfig`.
+    """
+
+    def __init__(self, config: DefiNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or DefiNetConfig()
+        f = config.hidden
+        self.embed_z = nn.Embedding(config.max_z + 1, f)
+        self.embed_marker = nn.Embedding(config.num_markers, f)
+        self.rbf = BesselBasisLayer(config.num_rbf, cutoff=config.cutoff)
+        self.layers = nn.ModuleList(
+            DefiNetLayer(f, config.num_rbf) for _ in range(config.num_layers)
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        self.embed_z.reset_parameters()
+        self.embed_marker.reset_parameters()
+        self.rbf.reset_parameters()
+        for layer in self.layers:  # start close to "do nothing"
+            nn.init.zeros_(layer.to_step.linear.weight)
+            nn.init.zeros_(layer.message.coord[-1].weight)
+
+    def forward(
+        self,
+        z: Tensor,
+        marker: Tensor,
+        pos: Tensor,
+        edge_index: Tensor,
+        edge_shift: Tensor,
+        batch: Tensor | None = None,
+        num_graphs: int | None = None,
+    ) -> Tensor:
+        """Relaxed coordinates (N, 3) from unrelaxed ones.
+
+        ``edge_index`` is ``[source j, target i]``; ``edge_shift`` (E, 3) is the Cartesian offset
+        of the source's periodic image, so ``r_ij = pos[j] + edge_shift - pos[i]``.
+        """
+        if z.max() > self.config.max_z or marker.max() >= self.config.num_markers:
+            raise ValueError(
+                f"atomic number {int(z.max())} or marker {int(marker.max())} outside the embedding"
+            )
+        if batch is None:
+            batch = torch.zeros_like(z)
+        num_graphs = num_graphs or int(batch.max()) + 1
+        dtype = self.embed_z.weight.dtype
+        x = pos.to(dtype)
+        shift = edge_shift.to(dtype)
+        movable = (marker != VACANCY).to(dtype).unsqueeze(-1)
+        m = self.embed_marker(marker)
+        h = self.embed_z(z) + m
+        f = self.config.hidden
+        v = h.new_zeros(h.shape[0], 3, f)
+        gs = h.new_zeros(num_graphs, f)
+        gv = h.new_zeros(num_graphs, 3, f)
+        src, dst = edge_index
+        table = self.embed_marker.weight
+        pair = marker[dst] * self.config.num_markers + marker[src]
+        for layer in self.layers:
+            rel = x[src] + shift - x[dst]
+            dist = rel.norm(dim=-1).clamp_min(1e-6)
+            unit = rel / dist.unsqueeze(-1)
+            rbf = self.rbf(dist)
+            h, v, gs, gv, step = layer(
+                h, v, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
+            )
+            x = x + step * movable
+        return x

@@ -1,0 +1,120 @@
+"""Predictor: load a checkpoint once, predict relaxed structures for many inputs, batched."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pymatgen.core import Element, Structure
+from torch_geometric.loader import DataLoader
+
+from definet.checkpoint import file_sha256, load_model
+from definet.data.graphs import structure_to_graph
+from definet.data.markers import MARKER_KEY, VACANCY, mark_defects, markers_of
+from definet.train import pick_device, predict_batch
+
+log = logging.getLogger(__name__)
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "definet-default.pt"
+
+
+class OutOfDistributionWarning(UserWarning):
+    """A structure holds elements or hosts the model never saw in training."""
+
+
+def default_checkpoint() -> Path:
+    """The shipped model; a clear error where the package ships none."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise FileNotFoundError(
+            f"no shipped DefiNet weights at {DEFAULT_CHECKPOINT}; pass a checkpoint "
+            "(e.g. runs/<name>/best.pt from `definet train`)"
+        )
+    return DEFAULT_CHECKPOINT
+
+
+class Predictor:
+    """Relaxed structures from DefiNet in one forward pass.
+
+    Parameters
+    ----------
+    checkpoint
+        Model checkpoint; the shipped default model when omitted.
+    device
+        ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto") -> None:
+        self.checkpoint = Path(checkpoint) if checkpoint else default_checkpoint()
+        self.device = pick_device(device)
+        self.model, self.graph_settings, self.metadata = load_model(self.checkpoint)
+        self.model.to(self.device)
+        self.checkpoint_sha256 = file_sha256(self.checkpoint)
+        self.known_elements = set(self.metadata.get("elements", []))
+
+    def _check_elements(self, structure: Structure) -> None:
+        z = {site.specie.Z for site in structure}
+        too_big = {s for s in z if s > self.model.config.max_z}
+        if too_big:
+            raise ValueError(
+                f"{structure.composition.formula}: element(s) "
+                f"{sorted(Element.from_Z(s).symbol for s in too_big)} outside the "
+                f"model's embedding (Z <= {self.model.config.max_z})"
+            )
+        unseen = z - self.known_elements if self.known_elements else set()
+        if unseen:
+            warnings.warn(
+                f"{structure.composition.formula}: element(s) "
+                f"{sorted(Element.from_Z(s).symbol for s in unseen)} never seen in training "
+                f"by {self.checkpoint.name}: prediction is out of distribution",
+                OutOfDistributionWarning,
+                stacklevel=3,
+            )
+
+    def predict(
+        self,
+        structures: Sequence[Structure],
+        pristine: Sequence[Structure] | None = None,
+        batch_size: int = 32,
+    ) -> list[Structure]:
+        """Relaxed copies of ``structures``.
+
+        Inputs are marked structures (site property ``defect_marker``, vacancy nodes appended);
+        unmarked ones are marked against ``pristine`` (one ideal supercell per structure).
+        Outputs have no vacancy nodes, real atoms in input order, same cell and site properties.
+        """
+        structures = list(structures)
+        if pristine is not None:
+            if len(pristine) != len(structures):
+                raise ValueError(f"{len(structures)} structures but {len(pristine)} pristine cells")
+            structures = [
+                s if MARKER_KEY in s.site_properties else mark_defects(s, p)
+                for s, p in zip(structures, pristine, strict=True)
+            ]
+        graphs = []
+        for s in structures:
+            markers_of(s)
+            self._check_elements(s)
+            graphs.append(structure_to_graph(s, self.graph_settings))
+        coords: list[np.ndarray] = []
+        with torch.no_grad():
+            for batch in DataLoader(graphs, batch_size=batch_size):
+                pred = predict_batch(self.model, batch.to(self.device)).double().cpu()
+                for i in range(batch.num_graphs):
+                    coords.append(pred[batch.batch.cpu() == i].numpy())
+        return [self._relaxed(s, c) for s, c in zip(structures, coords, strict=True)]
+
+    @staticmethod
+    def _relaxed(marked: Structure, coords: np.ndarray) -> Structure:
+        real = np.flatnonzero(markers_of(marked) != VACANCY)
+        props = {k: [v[i] for i in real] for k, v in marked.site_properties.items()}
+        return Structure(
+            marked.lattice,
+            [marked[i].species for i in real],
+            coords[real],
+            coords_are_cartesian=True,
+            site_properties=props,
+        )

@@ -1,0 +1,378 @@
+"""Training loop: AdamW (amsgrad), ReduceLROnPlateau, clipping, EMA, early stopping, resume.
+
+A run directory holds ``last.pt`` (full training state, written every ``checkpoint_every`` steps
+and at each validation), ``best.pt`` (EMA weights of the best validation MAE) and ``log.jsonl``.
+Restarting with the same directory resumes exactly where the last checkpoint left off: the same
+batches follow, in the same order, so a killed run ends with the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from definet.checkpoint import FORMAT_VERSION, model_payload, read_checkpoint, save_atomic
+from definet.data.graphs import GraphSettings, edge_shifts
+from definet.data.markers import VACANCY
+from definet.metrics import graph_errors, summarize_by_host
+from definet.nn import DefiNet, DefiNetConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; ``definet train --config FILE.yaml`` reads this."""
+
+    data_root: str = "../shared/data/definet-dataset"
+    out_dir: str = "runs/definet"
+    hosts: list[str] | None = None
+    max_per_host: int | None = None
+    model: DefiNetConfig = field(default_factory=DefiNetConfig)
+    graph: GraphSettings = field(default_factory=GraphSettings)
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 100
+    max_steps: int | None = None
+    max_hours: float | None = None
+    grad_clip: float = 10.0
+    ema_decay: float = 0.999
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    min_lr: float = 1e-5
+    early_stop_patience: int = 10
+    val_every: int | None = None
+    checkpoint_every: int = 200
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    cache_dir: str | None = None
+    skip_bad: bool = False
+    init_from: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(
+                f"unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
+        raw = dict(raw)
+        raw["model"] = DefiNetConfig(**raw.get("model", {}))
+        raw["graph"] = GraphSettings(**raw.get("graph", {}))
+        return cls(**raw)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read training config ({exc})") from exc
+        try:
+            config = cls.from_dict(raw)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        if not Path(config.data_root).is_absolute():
+            config.data_root = (
+                str((path.parent / config.data_root).resolve())
+                if (path.parent / config.data_root).exists()
+                else config.data_root
+            )
+        return config
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def predict_batch(model: DefiNet, batch: Data) -> torch.Tensor:
+    """Predicted coordinates of every node of a (batched) graph."""
+    return model(
+        batch.z,
+        batch.marker,
+        batch.pos,
+        batch.edge_index,
+        edge_shifts(batch),
+        batch.batch,
+        batch.num_graphs,
+    )
+
+
+def coordinate_loss(pred: torch.Tensor, batch: Data) -> torch.Tensor:
+    """Mean absolute coordinate error over real (non-vacancy) atoms."""
+    real = batch.marker != VACANCY
+    return (pred[real] - batch.y[real].to(pred.dtype)).abs().mean()
+
+
+@torch.no_grad()
+def evaluate_graphs(
+    model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
+) -> dict:
+    """Per-host and overall errors of ``model`` on graphs carrying targets ``y``."""
+    model.eval()
+    errors = []
+    for batch in DataLoader(list(graphs), batch_size=batch_size):
+        pred = predict_batch(model, batch.to(device)).cpu().double()
+        batch = batch.cpu()
+        for i, graph in enumerate(batch.to_data_list()):
+            errors.append(graph_errors(graph, pred[batch.batch == i]))
+    return summarize_by_host(errors)
+
+
+class Trainer:
+    """Owns the loop; ``fit()`` trains from scratch or resumes from ``out_dir/last.pt``."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_graphs: Sequence[Data],
+        val_graphs: Sequence[Data],
+        progress: bool = True,
+    ) -> None:
+        if not train_graphs:
+            raise ValueError("no training structures")
+        if not val_graphs:
+            raise ValueError("no validation structures")
+        self.config = config
+        self.train_graphs = list(train_graphs)
+        self.val_graphs = list(val_graphs)
+        self.progress = progress
+        self.out_dir = Path(config.out_dir)
+        self.device = pick_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.model = DefiNet(config.model).to(self.device)
+        if config.init_from:
+            from definet.checkpoint import load_model
+
+            pretrained, _, _ = load_model(config.init_from)
+            self.model.load_state_dict(pretrained.state_dict())
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
+        )
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer,
+            mode="min",
+            factor=config.plateau_factor,
+            patience=config.plateau_patience,
+            min_lr=config.min_lr,
+        )
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_val = math.inf
+        self.bad_validations = 0
+        self.elapsed = 0.0
+        self.history_hosts = sorted({g.host for g in self.train_graphs})
+        self.elements = sorted({int(z) for g in self.train_graphs for z in g.z.unique()})
+
+    # ----------------------------------------------------------------- state
+    def state(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": "definet-train-state",
+            "model_config": self.config.model.as_dict(),
+            "graph_settings": self.config.graph.as_dict(),
+            "state_dict": self.model.state_dict(),
+            "ema_state_dict": self.ema.module.state_dict(),
+            "ema_n_averaged": self.ema.n_averaged.clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best_val": self.best_val,
+            "bad_validations": self.bad_validations,
+            "elapsed": self.elapsed,
+            "train_config": json.dumps(self.config.as_dict()),
+            "metadata": self.metadata(),
+        }
+
+    def load_state(self, path: Path) -> None:
+        payload = read_checkpoint(path)
+        self.model.load_state_dict(payload["state_dict"])
+        self.ema.module.load_state_dict(payload["ema_state_dict"])
+        self.ema.n_averaged.copy_(payload["ema_n_averaged"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        for key in ("step", "epoch", "batch_in_epoch", "best_val", "bad_validations", "elapsed"):
+            setattr(self, key, payload[key])
+        log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
+
+    def metadata(self, val: dict | None = None) -> dict[str, Any]:
+        return {
+            "hosts": self.history_hosts,
+            "elements": self.elements,
+            "n_train": len(self.train_graphs),
+            "n_val": len(self.val_graphs),
+            "steps": self.step,
+            "epochs": self.epoch,
+            "train_seconds": round(self.elapsed, 1),
+            "n_parameters": sum(p.numel() for p in self.model.parameters()),
+            "validation": val or {},
+        }
+
+    def save_last(self) -> None:
+        save_atomic(self.state(), self.out_dir / "last.pt")
+
+    def log(self, record: dict[str, Any]) -> None:
+        record = {"time": time.time(), "step": self.step, "epoch": self.epoch, **record}
+        with open(self.out_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ loop
+    def epoch_loader(self, epoch: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        return DataLoader(
+            self.train_graphs, batch_size=self.config.batch_size, shuffle=True, generator=generator
+        )
+
+    def validate(self) -> dict:
+        result = evaluate_graphs(self.ema.module, self.val_graphs, device=self.device)
+        val_mae = result["overall"]["mae"]
+        self.scheduler.step(val_mae)
+        improved = val_mae < self.best_val
+        if improved:
+            self.best_val = val_mae
+            self.bad_validations = 0
+            payload = model_payload(
+                self.ema.module,
+                self.config.graph,
+                state_dict=self.ema.module.state_dict(),
+                metadata=self.metadata(result),
+            )
+            save_atomic(payload, self.out_dir / "best.pt")
+        else:
+            self.bad_validations += 1
+        self.log(
+            {
+                "event": "val",
+                "val_mae": val_mae,
+                "improved": improved,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "hosts": result["hosts"],
+            }
+        )
+        return result
+
+    def done(self) -> bool:
+        c = self.config
+        return (
+            self.epoch >= c.epochs
+            or (c.max_steps is not None and self.step >= c.max_steps)
+            or (c.max_hours is not None and self.elapsed >= c.max_hours * 3600)
+            or self.bad_validations >= c.early_stop_patience
+        )
+
+    def fit(self) -> Path:
+        """Train until done; returns the path of the best (EMA) model checkpoint."""
+        from tqdm.auto import tqdm
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        last = self.out_dir / "last.pt"
+        if last.exists():
+            self.load_state(last)
+        else:
+            (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.config.as_dict()))
+        c = self.config
+        bar = tqdm(total=c.max_steps, initial=self.step, disable=not self.progress, unit="step")
+        while not self.done():
+            self.model.train()
+            loader = self.epoch_loader(self.epoch)
+            for i, batch in enumerate(loader):
+                if i < self.batch_in_epoch:
+                    continue  # resuming mid-epoch: skip what was already trained on
+                start = time.perf_counter()
+                batch = batch.to(self.device)
+                loss = coordinate_loss(predict_batch(self.model, batch), batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+                self.optimizer.step()
+                self.ema.update_parameters(self.model)
+                self.step += 1
+                self.batch_in_epoch = i + 1
+                self.elapsed += time.perf_counter() - start
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", epoch=self.epoch)
+                if self.step % 20 == 0:
+                    self.log(
+                        {
+                            "event": "train",
+                            "loss": loss.item(),
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                        }
+                    )
+                if c.val_every and self.step % c.val_every == 0:
+                    self.validate()
+                if self.step % c.checkpoint_every == 0:
+                    self.save_last()
+                if self.done():
+                    break
+            else:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                if not c.val_every:
+                    self.validate()
+            self.save_last()
+        bar.close()
+        if not (self.out_dir / "best.pt").exists():
+            self.validate()
+        return self.out_dir / "best.pt"
+
+
+def train_from_config(config: TrainConfig, progress: bool = True) -> Path:
+    """Load the data named by ``config`` and train; returns the best checkpoint's path."""
+    from definet.data.dataset import load_split
+
+    cache = Path(config.cache_dir) if config.cache_dir else None
+    common = dict(
+        settings=config.graph,
+        hosts=config.hosts,
+        cache_dir=cache,
+        skip_bad=config.skip_bad,
+        progress=progress,
+    )
+    train = load_split(config.data_root, "train", **common)
+    val = load_split(config.data_root, "val", **common)
+    if config.max_per_host:
+        train, val = (
+            _cap_per_host(train, config.max_per_host, config.seed),
+            _cap_per_host(val, max(1, config.max_per_host // 8), config.seed),
+        )
+    return Trainer(config, train, val, progress=progress).fit()
+
+
+def _cap_per_host(graphs: Sequence[Data], cap: int, seed: int) -> list[Data]:
+    rng = np.random.default_rng(seed)
+    by_host: dict[str, list[Data]] = {}
+    for g in graphs:
+        by_host.setdefault(g.host, []).append(g)
+    out = []
+    for items in by_host.values():
+        idx = rng.permutation(len(items))[:cap]
+        out.extend(items[i] for i in sorted(idx))
+    return out

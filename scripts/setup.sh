@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh machine: a venv in .venv with torch (CPU) and the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c "import definet, definet_flows, pytest" 2>/dev/null; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q "torch==2.13.0"          # CPU build; install it before the rest
+  .venv/bin/pip install -q -e ".[dev]"
+fi

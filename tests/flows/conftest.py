@@ -1,0 +1,96 @@
+"""Shared fixtures for tests/flows: small hosts, fake relaxation results, synthetic docs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from pymatgen.core import Structure
+
+from definet_flows.defects import DefectEntry, generate_defect_entries
+from definet_flows.schemas import ValidationDoc
+
+
+@dataclass
+class FakeRelaxResult:
+    """Stands in for ``definet_flows.engines.RelaxResult`` (same attributes)."""
+
+    n_ionic_steps: int
+    energy: float
+    final_structure: Structure
+    converged: bool = True
+    max_force: float = 0.01
+    engine: str = "fake"
+    settings: dict = field(default_factory=lambda: {"fmax": 0.05})
+    wall_time_s: float = 1.0
+    settings_hash: str = "0123abcd"
+
+    @property
+    def energy_per_atom(self) -> float:
+        return self.energy / len(self.final_structure)
+
+
+def displaced(structure: Structure, sigma: float, seed: int) -> Structure:
+    """Real atoms of ``structure`` (vacancy nodes dropped), randomly displaced."""
+    s = structure.copy()
+    markers = s.site_properties.get("defect_marker")
+    if markers is not None:
+        s.remove_sites([i for i, m in enumerate(markers) if m == 2])
+    rng = np.random.default_rng(seed)
+    for i in range(len(s)):
+        s.translate_sites([i], rng.normal(0, sigma, 3), frac_coords=False, to_unit_cell=False)
+    return s
+
+
+@pytest.fixture(scope="session")
+def mos2_entries() -> list[DefectEntry]:
+    """Single vacancies and two-defect configurations in 3x3 MoS2."""
+    singles = generate_defect_entries("MoS2", supercell="3x3")
+    multi = generate_defect_entries(
+        "MoS2", supercell="3x3", vacancies=False, defect_counts={"v_S": 2}, n_configs=4, seed=0
+    )
+    return singles + multi
+
+
+def synthetic_docs(entries: list[DefectEntry], n: int, seed: int = 0) -> list[ValidationDoc]:
+    """ValidationDocs with random step counts and energies built through from_results."""
+    rng = np.random.default_rng(seed)
+    docs = []
+    for k in range(n):
+        entry = entries[k % len(entries)]
+        relaxed = displaced(entry.structure, 0.05, seed + k)
+        e0 = -7.0 * entry.n_sites + rng.normal(0, 0.5)
+        same = rng.random() < 0.8
+        unrelaxed = FakeRelaxResult(int(rng.integers(15, 90)), e0, relaxed)
+        predicted = FakeRelaxResult(
+            int(rng.integers(1, 12)),
+            e0 + (rng.normal(0, 0.002) if same else rng.normal(0.05, 0.05)),
+            relaxed if same else displaced(relaxed, 0.2, seed + k),
+            converged=rng.random() < 0.95,
+        )
+        doc = ValidationDoc.from_results(
+            entry, unrelaxed, predicted, "ab" * 32, predicted_structure=displaced(relaxed, 0.02, k)
+        )
+        docs.append(
+            doc.model_copy(update={"key": f"{doc.key}:{k}", "host": ["MoS2", "WSe2"][k % 2]})
+        )
+    return docs
+
+
+@pytest.fixture(scope="session")
+def make_docs(mos2_entries):
+    """``make_docs(n, seed=0)`` -> synthetic ValidationDocs of 3x3 MoS2 defects."""
+    return lambda n, seed=0: synthetic_docs(mos2_entries, n, seed)
+
+
+@pytest.fixture(scope="session")
+def fake_result():
+    """The FakeRelaxResult class (tests import nothing from conftest)."""
+    return FakeRelaxResult
+
+
+@pytest.fixture(scope="session")
+def displace():
+    """The ``displaced(structure, sigma, seed)`` helper."""
+    return displaced

@@ -1,0 +1,108 @@
+"""Small structures and datasets built in code for the model tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def mos2_unit_cell(c: float = 14.879) -> Structure:
+    """The 2H-MoS2 monolayer unit cell laid out like the DefiNet host files."""
+    lattice = Lattice.hexagonal(3.19031570, c)
+    return Structure(
+        lattice,
+        ["Mo", "S", "S"],
+        [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.144826], [2 / 3, 1 / 3, 0.355174]],
+    )
+
+
+def _minimum_image_to(structure: Structure, center: np.ndarray) -> np.ndarray:
+    frac = (center - structure.cart_coords) @ structure.lattice.inv_matrix
+    frac -= np.round(frac)
+    return frac @ structure.lattice.matrix
+
+
+def relaxed_toward(
+    structure: Structure, pull: np.ndarray, push: np.ndarray, amplitude: float = 0.15
+) -> Structure:
+    """A made-up 'relaxed' structure: atoms pulled toward ``pull`` (a vacancy) and pushed
+    away from ``push`` (a substituent), decaying with distance, so it depends on the
+    local environment only, as real relaxations do."""
+    cart = structure.cart_coords.copy()
+    for center, sign in ((pull, 1.0), (push, -0.5)):
+        diff = _minimum_image_to(structure, center)
+        dist = np.linalg.norm(diff, axis=1, keepdims=True)
+        safe = np.where(dist < 1e-6, 1.0, dist)
+        cart += sign * amplitude * diff / safe * np.exp(-dist / 1.5) * (dist > 1e-6)
+    return Structure(structure.lattice, structure.species, cart, coords_are_cartesian=True)
+
+
+def make_defect_pair(n: int = 3, seed: int = 0, c: float = 20.0) -> tuple[Structure, Structure]:
+    """(unrelaxed, relaxed) n x n MoS2 with one S vacancy and one W on Mo, c reset to ``c``."""
+    rng = np.random.default_rng(seed)
+    unit = mos2_unit_cell()
+    ideal = unit * (n, n, 1)
+    ideal = Structure(
+        Lattice.hexagonal(ideal.lattice.a, c),
+        ideal.species,
+        ideal.cart_coords,
+        coords_are_cartesian=True,
+    )
+    s_sites = [i for i, site in enumerate(ideal) if site.specie.symbol == "S"]
+    mo_sites = [i for i, site in enumerate(ideal) if site.specie.symbol == "Mo"]
+    vac = int(rng.choice(s_sites))
+    sub = int(rng.choice(mo_sites))
+    center = ideal[vac].coords
+    unrelaxed = ideal.copy()
+    unrelaxed.replace(sub, "W")
+    unrelaxed.remove_sites([vac])
+    return unrelaxed, relaxed_toward(unrelaxed, center, ideal[sub].coords)
+
+
+def write_dataset(
+    root: Path,
+    splits: dict[str, int],
+    host: str = "MoS2_500",
+    density: str = "high_density_defects",
+) -> Path:
+    """A tiny dataset in the official layout: unit cell, split CSVs, CIF pairs."""
+    base = root / density
+    folder = base / host / "CIF"
+    folder.mkdir(parents=True, exist_ok=True)
+    CifWriter(mos2_unit_cell()).write_file(base / "MoS2.cif")
+    seed = 0
+    for split, count in splits.items():
+        ids = []
+        for _ in range(count):
+            unrelaxed, relaxed = make_defect_pair(seed=seed)
+            atoms_id = f"MoS2_test_{seed:03d}"
+            CifWriter(unrelaxed).write_file(folder / f"{atoms_id}_unrelaxed.cif")
+            CifWriter(relaxed).write_file(folder / f"{atoms_id}_relaxed.cif")
+            ids.append(atoms_id)
+            seed += 1
+        (base / host / f"{split}.csv").write_text("atoms_id\n" + "\n".join(ids) + "\n")
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return write_dataset(tmp_path / "data", {"train": 4, "val": 2, "test": 2})
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "definet-dataset").is_dir():
+        pytest.skip(f"the shared DefiNet dataset is absent ({SHARED_DATA / 'definet-dataset'})")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    """One cache directory for the whole test session (archives extracted once)."""
+    return tmp_path_factory.mktemp("definet-cache")

@@ -1,0 +1,92 @@
+"""DefiNet is E(3)-equivariant, permutation-equivariant and blind to periodic images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from scipy.spatial.transform import Rotation
+
+from definet.data.graphs import GraphSettings, edge_shifts, structure_to_graph
+from definet.data.markers import mark_defects, pristine_supercell
+from definet.nn import DefiNet, DefiNetConfig
+
+from .conftest import make_defect_pair, mos2_unit_cell
+
+SETTINGS = GraphSettings(cutoff=4.0, max_neighbors=12)
+
+
+@pytest.fixture(scope="module")
+def model() -> DefiNet:
+    torch.manual_seed(0)
+    net = DefiNet(DefiNetConfig(hidden=16, num_layers=3, num_rbf=8, cutoff=4.0)).double()
+    for layer in net.layers:  # make the coordinate heads non-trivial
+        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.1)
+        torch.nn.init.normal_(layer.message.coord[-1].weight, std=0.1)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def marked() -> Structure:
+    unrelaxed, _ = make_defect_pair(n=3, seed=3)
+    return mark_defects(unrelaxed, pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice))
+
+
+def run(model: DefiNet, structure: Structure) -> np.ndarray:
+    g = structure_to_graph(structure, SETTINGS)
+    with torch.no_grad():
+        return model(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g)).numpy()
+
+
+def test_moves_atoms(model, marked) -> None:
+    out = run(model, marked)
+    assert np.abs(out - marked.cart_coords).max() > 1e-3
+
+
+def test_rotation_and_translation(model, marked) -> None:
+    rot = Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix()
+    shift = np.array([0.7, -2.1, 3.3])
+    lattice = Lattice(marked.lattice.matrix @ rot.T)
+    moved = Structure(
+        lattice,
+        marked.species,
+        marked.cart_coords @ rot.T + shift,
+        coords_are_cartesian=True,
+        site_properties=marked.site_properties,
+    )
+    expected = run(model, marked) @ rot.T + shift
+    got = run(model, moved)
+    # the moved structure's atoms may sit in other images: compare modulo the lattice
+    diff = (got - expected) @ lattice.inv_matrix
+    diff = (diff - np.round(diff)) @ lattice.matrix
+    assert np.abs(diff).max() < 1e-6
+
+
+def test_permutation(model, marked) -> None:
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(marked))
+    permuted = Structure.from_sites([marked[i] for i in perm])
+    assert np.abs(run(model, permuted) - run(model, marked)[perm]).max() < 1e-6
+
+
+def test_periodic_images_change_nothing(model, marked) -> None:
+    wrapped = marked.copy()
+    wrapped.translate_sites([0, 4, 7], [1, -1, 0], frac_coords=True, to_unit_cell=False)
+    a, b = run(model, marked), run(model, wrapped)
+    lattice_shift = np.zeros_like(a)
+    lattice_shift[[0, 4, 7]] = np.array([1, -1, 0]) @ marked.lattice.matrix
+    assert np.abs(b - (a + lattice_shift)).max() < 1e-6
+
+
+def test_vacancy_nodes_do_not_move(model, marked) -> None:
+    out = run(model, marked)
+    vac = np.asarray(marked.site_properties["defect_marker"]) == 2
+    assert vac.any()
+    assert np.allclose(out[vac], marked.cart_coords[vac])
+
+
+def test_markers_change_the_prediction(model, marked) -> None:
+    unmarked = marked.copy()
+    unmarked.add_site_property("defect_marker", [0] * len(marked))
+    assert np.abs(run(model, unmarked) - run(model, marked)).max() > 1e-6

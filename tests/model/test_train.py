@@ -1,0 +1,140 @@
+"""Training: the loss falls on a handful of structures; checkpoints round-trip; resume is exact."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import torch
+
+from definet.checkpoint import CheckpointError, load_model, read_checkpoint
+from definet.data.graphs import GraphSettings, structure_to_graph
+from definet.data.markers import mark_defects, pristine_supercell
+from definet.nn import DefiNetConfig
+from definet.train import TrainConfig, Trainer, evaluate_graphs
+
+from .conftest import make_defect_pair, mos2_unit_cell
+
+GRAPH = GraphSettings(cutoff=4.0, max_neighbors=12)
+
+
+def graphs(n: int, offset: int = 0):
+    out = []
+    for seed in range(offset, offset + n):
+        unrelaxed, relaxed = make_defect_pair(n=3, seed=seed)
+        ideal = pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice)
+        g = structure_to_graph(mark_defects(unrelaxed, ideal), GRAPH, relaxed=relaxed)
+        g.host, g.atoms_id = "MoS2_test", f"s{seed}"
+        out.append(g)
+    return out
+
+
+def config(out_dir: Path, **overrides) -> TrainConfig:
+    base = dict(
+        out_dir=str(out_dir),
+        graph=GRAPH,
+        batch_size=2,
+        lr=3e-3,
+        epochs=4,
+        checkpoint_every=3,
+        early_stop_patience=100,
+        ema_decay=0.9,
+        threads=1,
+        model=DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0),
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+@pytest.mark.slow
+def test_overfits_a_handful_of_structures(tmp_path: Path) -> None:
+    data = graphs(2)
+    cfg = config(
+        tmp_path,
+        epochs=800,
+        batch_size=2,
+        lr=5e-3,
+        ema_decay=0.0,
+        plateau_patience=40,
+        early_stop_patience=10_000,
+        model=DefiNetConfig(hidden=32, num_layers=3, num_rbf=16, cutoff=4.0),
+    )
+    trainer = Trainer(cfg, data, data, progress=False)
+    before = evaluate_graphs(trainer.model, data)["overall"]["mae"]
+    trainer.fit()
+    after = evaluate_graphs(trainer.model, data)["overall"]["mae"]
+    assert after < before / 10, (before, after)
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    data = graphs(3)
+    best = Trainer(config(tmp_path, epochs=1), data[:2], data[2:], progress=False).fit()
+    model, settings, meta = load_model(best)
+    assert settings == GRAPH
+    assert meta["hosts"] == ["MoS2_test"] and meta["n_train"] == 2
+    again = Trainer(config(tmp_path / "x", epochs=1), data[:2], data[2:], progress=False)
+    again.model.load_state_dict(model.state_dict())
+    r1 = evaluate_graphs(model, data[2:])["overall"]["mae"]
+    r2 = evaluate_graphs(again.model, data[2:])["overall"]["mae"]
+    assert r1 == pytest.approx(r2, abs=1e-12)
+
+
+def test_bad_checkpoints_fail_clearly(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_model(junk)
+    data = graphs(2)
+    best = Trainer(config(tmp_path / "r", epochs=1), data[:1], data[1:], progress=False).fit()
+    payload = read_checkpoint(best)
+    payload["model_config"]["hidden"] = 8
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_model(tmp_path / "mismatch.pt")
+    payload["format_version"] = 99
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_model(tmp_path / "future.pt")
+
+
+def _train_in_process(out_dir: str, max_steps: int | None) -> None:
+    data = graphs(6)
+    Trainer(config(Path(out_dir), max_steps=max_steps), data[:5], data[5:], progress=False).fit()
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path: Path) -> None:
+    data = graphs(6)
+    straight = Trainer(config(tmp_path / "a"), data[:5], data[5:], progress=False)
+    straight.fit()
+    # a run killed mid-epoch (SIGKILL after its step-3 checkpoint), then restarted
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_train_in_process, args=(str(tmp_path / "b"), None))
+    proc.start()
+    last = tmp_path / "b" / "last.pt"
+    while proc.is_alive() and not last.exists():
+        proc.join(0.05)
+    proc.kill()
+    proc.join()
+    assert last.exists()
+    killed_at = read_checkpoint(last)["step"]
+    resumed = Trainer(config(tmp_path / "b"), data[:5], data[5:], progress=False)
+    resumed.fit()
+    assert killed_at < resumed.step == straight.step
+    for (name, p1), p2 in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(p1, p2), name
+    for p1, p2 in zip(
+        straight.ema.module.state_dict().values(),
+        resumed.ema.module.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(p1, p2)
+
+
+def test_config_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_sise: 4\n")
+    with pytest.raises(ValueError, match="bad.yaml.*batch_sise"):
+        TrainConfig.from_yaml(bad)
