@@ -236,6 +236,24 @@ def _load_graphs(path: Path) -> list[Data]:
     return [Data(**g) for g in payload["graphs"]]
 
 
+def _parse_all(jobs: list, workers: int, desc: str, progress: bool) -> list[dict | str]:
+    """Parse pairs in worker processes (spawned: forking after torch ran threads can hang)."""
+    from tqdm.auto import tqdm
+
+    if workers <= 1 or len(jobs) < 64:
+        return [_load_safe(job) for job in tqdm(jobs, desc=desc, disable=not progress)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(
+            tqdm(
+                pool.map(_load_safe, jobs, chunksize=16),
+                total=len(jobs),
+                desc=desc,
+                disable=not progress,
+            )
+        )
+
+
 def load_split(
     root: str | Path,
     split: str,
@@ -260,8 +278,6 @@ def load_split(
     skip_bad
         Report and skip unreadable or inconsistent pairs instead of raising.
     """
-    from tqdm.auto import tqdm
-
     settings = settings or GraphSettings()
     cache_dir = cache_dir or default_cache_dir()
     folders = find_host_folders(root, split, cache_dir)
@@ -285,17 +301,7 @@ def load_split(
             graphs.extend(_load_graphs(cache_file))
             continue
         jobs = [(folder, atoms_id, settings) for atoms_id in ids]
-        # spawn: forking after torch has run threads can deadlock the workers
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
-            results = list(
-                tqdm(
-                    pool.map(_load_safe, jobs, chunksize=16),
-                    total=len(jobs),
-                    desc=f"parse {folder.name}/{split}",
-                    disable=not progress,
-                )
-            )
+        results = _parse_all(jobs, workers, f"parse {folder.name}/{split}", progress)
         bad = [r for r in results if isinstance(r, str)]
         if bad and not skip_bad:
             raise DatasetError(bad[0] + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))

@@ -1,0 +1,151 @@
+"""Predictor and the predict/evaluate commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Structure
+from pymatgen.io.cif import CifWriter
+from typer.testing import CliRunner
+
+from definet.checkpoint import model_payload, save_atomic
+from definet.data.graphs import GraphSettings
+from definet.data.markers import MARKER_KEY, mark_defects, pristine_supercell
+from definet.nn import DefiNet, DefiNetConfig
+from definet.predict import OutOfDistributionWarning, Predictor
+from definet_flows.cli import app
+
+from .conftest import make_defect_pair, mos2_unit_cell
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0))
+    for layer in model.layers:
+        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.05)
+    meta = {"elements": [16, 42, 74], "hosts": ["MoS2_500"]}
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    return save_atomic(model_payload(model, GraphSettings(4.0, 12), metadata=meta), path)
+
+
+def marked_pair(seed: int) -> tuple[Structure, Structure]:
+    unrelaxed, _ = make_defect_pair(n=3, seed=seed)
+    ideal = pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice)
+    return unrelaxed, ideal
+
+
+def test_predict_keeps_order_cell_and_properties(checkpoint: Path) -> None:
+    predictor = Predictor(checkpoint)
+    pairs = [marked_pair(s) for s in range(3)]
+    inputs = []
+    for unrelaxed, ideal in pairs:
+        s = unrelaxed.copy()
+        s.add_site_property("tag", list(range(len(s))))
+        inputs.append(mark_defects(s, ideal))
+    out = predictor.predict(inputs, batch_size=2)
+    for (unrelaxed, _), marked, relaxed in zip(pairs, inputs, out, strict=True):
+        assert len(relaxed) == len(unrelaxed)  # vacancy node dropped
+        assert [s.symbol for s in relaxed.species] == [s.symbol for s in unrelaxed.species]
+        assert relaxed.site_properties["tag"] == list(range(len(unrelaxed)))
+        assert np.allclose(relaxed.lattice.matrix, unrelaxed.lattice.matrix)
+        moved = np.linalg.norm(relaxed.cart_coords - unrelaxed.cart_coords, axis=1)
+        assert 0 < moved.max() < 2.0
+    # batching does not change answers
+    single = predictor.predict(inputs[1:2], batch_size=1)[0]
+    assert np.allclose(single.cart_coords, out[1].cart_coords, atol=1e-5)
+    assert len(predictor.checkpoint_sha256) == 64
+
+
+def test_unmarked_inputs_are_marked_against_pristine(checkpoint: Path) -> None:
+    unrelaxed, ideal = marked_pair(5)
+    predictor = Predictor(checkpoint)
+    a = predictor.predict([unrelaxed], pristine=[ideal])[0]
+    b = predictor.predict([mark_defects(unrelaxed, ideal)])[0]
+    assert np.allclose(a.cart_coords, b.cart_coords)
+    with pytest.raises(ValueError, match=MARKER_KEY):
+        predictor.predict([unrelaxed])
+
+
+def test_out_of_distribution_elements(checkpoint: Path) -> None:
+    unrelaxed, ideal = marked_pair(1)
+    odd = unrelaxed.copy()
+    odd.replace(0, "Te")
+    with pytest.warns(OutOfDistributionWarning, match="Te"):
+        Predictor(checkpoint).predict([odd], pristine=[ideal])
+    odd.replace(0, "Og")  # Z = 118 > max_z
+    with pytest.raises(ValueError, match="Og.*outside the model's embedding"):
+        Predictor(checkpoint).predict([odd], pristine=[ideal])
+
+
+def test_cli_predict_writes_cifs(checkpoint: Path, tmp_path: Path) -> None:
+    unrelaxed, _ = marked_pair(2)
+    src = tmp_path / "defect.cif"
+    CifWriter(unrelaxed).write_file(src)
+    host = tmp_path / "MoS2.cif"
+    CifWriter(mos2_unit_cell()).write_file(host)
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(src),
+            "--host-cell",
+            str(host),
+            "--supercell",
+            "3x3x1",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    relaxed = Structure.from_file(tmp_path / "out" / "defect_predicted.cif")
+    assert len(relaxed) == len(unrelaxed)
+
+
+def test_cli_evaluate_on_a_test_only_root(
+    checkpoint: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("DEFINET_CACHE_DIR", str(tmp_path / "cache"))
+    host = tiny_dataset / "high_density_defects" / "MoS2_500"
+    (host / "train.csv").unlink()
+    (host / "val.csv").unlink()
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--data-root",
+            str(tiny_dataset),
+            "--split",
+            "test",
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    row = report["hosts"]["MoS2_500"]
+    assert row["n"] == 2
+    assert row["ratio"] == pytest.approx(row["mae"] / row["dummy_mae"])
+    assert row["dummy_mae"] > 0.001
+    assert {"local_mae_3A", "local_mae_6A", "displacement_error"} <= set(row)
+    assert report["overall"]["n"] == 2
+    assert "MoS2_500" in result.output
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_text("junk")
+    result = CliRunner().invoke(
+        app, ["evaluate", "--checkpoint", str(bad), "--data-root", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "error:" in result.output and "Traceback" not in result.output
