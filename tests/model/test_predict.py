@@ -48,7 +48,7 @@ def test_predict_keeps_order_cell_and_properties(checkpoint: Path) -> None:
         s.add_site_property("tag", list(range(len(s))))
         inputs.append(mark_defects(s, ideal))
     out = predictor.predict(inputs, batch_size=2)
-    for (unrelaxed, _), marked, relaxed in zip(pairs, inputs, out, strict=True):
+    for (unrelaxed, _), relaxed in zip(pairs, out, strict=True):
         assert len(relaxed) == len(unrelaxed)  # vacancy node dropped
         assert [s.symbol for s in relaxed.species] == [s.symbol for s in unrelaxed.species]
         assert relaxed.site_properties["tag"] == list(range(len(unrelaxed)))
