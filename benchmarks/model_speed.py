@@ -44,8 +44,11 @@ def phase(name: str, config_path: str, threads: int) -> dict:
     torch.manual_seed(0)
     cfg, graphs = load_graphs(config_path, 96)
     model = DefiNet(cfg.model)
-    result: dict = {"phase": name, "n_atoms": int(graphs[0].z.numel()),
-                    "n_edges": int(graphs[0].edge_index.shape[1])}
+    result: dict = {
+        "phase": name,
+        "n_atoms": int(graphs[0].z.numel()),
+        "n_edges": int(graphs[0].edge_index.shape[1]),
+    }
     if name == "train":
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
         batches = list(DataLoader(graphs, batch_size=cfg.batch_size, shuffle=False))
@@ -61,12 +64,13 @@ def phase(name: str, config_path: str, threads: int) -> dict:
             loss.backward()
             opt.step()
         seconds = time.perf_counter() - start
-        result["structures_per_s"] = len(graphs[2 * cfg.batch_size:]) / seconds
+        result["structures_per_s"] = len(graphs[2 * cfg.batch_size :]) / seconds
     else:
         batch_size = int(name.split("_")[1])
         model.eval()
-        batches = list(DataLoader(graphs[:64] if batch_size > 1 else graphs[:20],
-                                  batch_size=batch_size))
+        batches = list(
+            DataLoader(graphs[:64] if batch_size > 1 else graphs[:20], batch_size=batch_size)
+        )
         with torch.no_grad():
             predict_batch(model, batches[0])
             start = time.perf_counter()
@@ -90,23 +94,44 @@ def main() -> None:
         return
     if not DATA.is_dir():
         sys.exit(f"the shared DefiNet dataset is absent ({DATA}); nothing to measure")
-    print(f"command: python benchmarks/model_speed.py --config {args.config} "
-          f"--threads {args.threads}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}")
+    print(
+        f"command: python benchmarks/model_speed.py --config {args.config} --threads {args.threads}"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}"
+    )
     rows = []
     for name in ("train", "infer_1", "infer_32"):
-        out = subprocess.run([sys.executable, __file__, "--phase", name, "--config", args.config,
-                              "--threads", str(args.threads)], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--phase",
+                name,
+                "--config",
+                args.config,
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"8x8 MoS2: {rows[0]['n_atoms']} nodes, {rows[0]['n_edges']} edges per structure")
-    print(f"training:   {rows[0]['structures_per_s']:.1f} structures/s "
-          f"(peak RSS {rows[0]['peak_rss_mb']:.0f} MB)")
-    print(f"inference:  {rows[1]['ms_per_structure']:.1f} ms/structure at batch 1 "
-          f"(peak RSS {rows[1]['peak_rss_mb']:.0f} MB)")
-    print(f"inference:  {rows[2]['ms_per_structure']:.1f} ms/structure at batch 32 "
-          f"(peak RSS {rows[2]['peak_rss_mb']:.0f} MB)")
+    print(
+        f"training:   {rows[0]['structures_per_s']:.1f} structures/s "
+        f"(peak RSS {rows[0]['peak_rss_mb']:.0f} MB)"
+    )
+    print(
+        f"inference:  {rows[1]['ms_per_structure']:.1f} ms/structure at batch 1 "
+        f"(peak RSS {rows[1]['peak_rss_mb']:.0f} MB)"
+    )
+    print(
+        f"inference:  {rows[2]['ms_per_structure']:.1f} ms/structure at batch 32 "
+        f"(peak RSS {rows[2]['peak_rss_mb']:.0f} MB)"
+    )
 
 
 if __name__ == "__main__":

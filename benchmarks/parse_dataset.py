@@ -31,19 +31,33 @@ def main() -> None:
     from definet.train import TrainConfig
 
     settings = TrainConfig.from_yaml(args.config).graph
-    print(f"command: python benchmarks/parse_dataset.py --workers {args.workers} "
-          f"--config {args.config}")
+    print(
+        f"command: python benchmarks/parse_dataset.py --workers {args.workers} "
+        f"--config {args.config}"
+    )
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as cache:
         timings = {}
         for label in ("cold (parse + cache)", "warm (from cache)"):
             start = time.perf_counter()
-            n = sum(len(load_split(DATA, split, settings, cache_dir=Path(cache),
-                                   workers=args.workers, progress=False))
-                    for split in ("train", "val"))
+            n = sum(
+                len(
+                    load_split(
+                        DATA,
+                        split,
+                        settings,
+                        cache_dir=Path(cache),
+                        workers=args.workers,
+                        progress=False,
+                    )
+                )
+                for split in ("train", "val")
+            )
             timings[label] = time.perf_counter() - start
-            print(f"{label}: {n} pairs in {timings[label]:.0f} s "
-                  f"({1000 * timings[label] / n:.1f} ms/pair)")
+            print(
+                f"{label}: {n} pairs in {timings[label]:.0f} s "
+                f"({1000 * timings[label] / n:.1f} ms/pair)"
+            )
         size = sum(p.stat().st_size for p in Path(cache, "graphs").glob("*.pt"))
         print(f"cache size: {size / 1e6:.0f} MB for graph settings {settings}")
 

@@ -1,0 +1,182 @@
+"""DefiNet against doing nothing and against CHGNet on held-out DFT structures, per host.
+
+    python benchmarks/accuracy.py [--checkpoint CKPT] [--split val] [--chgnet-per-host 10]
+                                  [--json OUT] [--skip-chgnet]
+
+DefiNet predicts every structure of the split; CHGNet (weights inside the chgnet wheel) relaxes
+the first N structures of each host (sorted by atoms_id) with ASE FIRE, fmax 0.05 eV/A, fixed
+cell, at most 1000 steps. Both are scored with the same coordinate MAE against the DFT-relaxed
+structures (minimum image, vacancy nodes excluded). CHGNet results are cached per structure in
+``benchmarks/results/chgnet-<split>.json`` so an interrupted run resumes.
+Exits non-zero when DefiNet is worse than doing nothing on any host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "definet-dataset"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def chgnet_relax(structure, fmax: float = 0.05, steps: int = 1000) -> tuple[np.ndarray, float, int]:
+    """Relaxed Cartesian coordinates (fixed cell), wall seconds and FIRE steps with CHGNet."""
+    from ase.optimize import FIRE
+    from chgnet.model.dynamics import CHGNetCalculator
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    calc = _calculator(CHGNetCalculator)
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    atoms.calc = calc
+    start = time.perf_counter()
+    opt = FIRE(atoms, logfile=None)
+    opt.run(fmax=fmax, steps=steps)
+    return atoms.get_positions(), time.perf_counter() - start, opt.get_number_of_steps()
+
+
+_CALC = {}
+
+
+def _calculator(cls):
+    if "calc" not in _CALC:
+        _CALC["calc"] = cls(use_device="cpu")
+    return _CALC["calc"]
+
+
+def chgnet_side(graphs, per_host: int, cache_file: Path) -> dict[str, dict]:
+    """CHGNet MAE and seconds per structure for the first ``per_host`` graphs of each host."""
+    from pymatgen.core import Lattice, Structure
+
+    from definet.metrics import minimum_image
+
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    by_host: dict[str, list] = {}
+    for g in sorted(graphs, key=lambda g: (g.host, g.atoms_id)):
+        by_host.setdefault(g.host, []).append(g)
+    for host, items in by_host.items():
+        for g in items[:per_host]:
+            key = f"{host}/{g.atoms_id}"
+            if key in cache:
+                continue
+            real = (g.marker != 2).numpy()
+            cell = g.cell[0].numpy()
+            species = [int(z) for z in g.z[real]]
+            structure = Structure(
+                Lattice(cell), species, g.pos[real].numpy(), coords_are_cartesian=True
+            )
+            pos, seconds, steps = chgnet_relax(structure)
+            err = np.abs(minimum_image(pos - g.y[real].numpy(), cell))
+            cache[key] = {"mae": float(err.mean()), "seconds": seconds, "steps": steps}
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cache_file.write_text(json.dumps(cache, indent=1))
+            print(
+                f"  CHGNet {key}: MAE {cache[key]['mae']:.4f} A, {steps} steps, {seconds:.0f} s",
+                flush=True,
+            )
+    out = {}
+    for host, items in by_host.items():
+        rows = [cache[f"{host}/{g.atoms_id}"] for g in items[:per_host]]
+        out[host] = {
+            "n": len(rows),
+            "mae": float(np.mean([r["mae"] for r in rows])),
+            "s_per_structure": float(np.mean([r["seconds"] for r in rows])),
+            "ids": [g.atoms_id for g in items[:per_host]],
+        }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None, help="default: the shipped model")
+    parser.add_argument("--data-root", default=str(DATA))
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--chgnet-per-host", type=int, default=10)
+    parser.add_argument("--skip-chgnet", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if not Path(args.data_root).exists():
+        sys.exit(f"dataset root {args.data_root} is absent; nothing to measure")
+
+    import torch
+
+    from definet.checkpoint import load_model
+    from definet.data.dataset import load_split
+    from definet.metrics import graph_errors, summarize
+    from definet.predict import default_checkpoint
+    from definet.train import evaluate_graphs, predict_batch
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    model, settings, _ = load_model(checkpoint)
+    graphs = load_split(args.data_root, args.split, settings, progress=False)
+    print(
+        f"command: python benchmarks/accuracy.py --checkpoint {checkpoint} --split {args.split} "
+        f"--chgnet-per-host {args.chgnet_per_host}{' --skip-chgnet' if args.skip_chgnet else ''}"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    start = time.perf_counter()
+    result = evaluate_graphs(model, graphs, batch_size=32)
+    definet_ms = 1000 * (time.perf_counter() - start) / len(graphs)
+    chgnet = (
+        {}
+        if args.skip_chgnet
+        else chgnet_side(graphs, args.chgnet_per_host, RESULTS / f"chgnet-{args.split}.json")
+    )
+
+    header = (
+        f"{'host':<15}{'n':>5}{'MAE':>9}{'nothing':>9}{'ratio':>7}{'local3A':>9}"
+        f"{'n_chg':>6}{'DefiNet*':>9}{'CHGNet*':>9}{'DefiNet ms':>11}{'CHGNet s':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    failed = []
+    for host, row in result["hosts"].items():
+        c = chgnet.get(host)
+        if c:
+            subset = [g for g in graphs if g.host == host and g.atoms_id in set(c["ids"])]
+            with torch.no_grad():
+                sub = [graph_errors(g, predict_batch(model, g)) for g in subset]
+            row["definet_mae_chgnet_subset"] = summarize(sub).mae
+            row["chgnet_mae"], row["chgnet_n"] = c["mae"], c["n"]
+            row["chgnet_s_per_structure"] = c["s_per_structure"]
+        row["definet_ms_per_structure"] = definet_ms
+        if row["ratio"] >= 1.0:
+            failed.append(host)
+        print(
+            f"{host:<15}{row['n']:>5}{row['mae']:>9.4f}{row['dummy_mae']:>9.4f}"
+            f"{row['ratio']:>7.3f}{row['local_mae_3A']:>9.4f}"
+            + (
+                f"{c['n']:>6}{row['definet_mae_chgnet_subset']:>9.4f}{c['mae']:>9.4f}"
+                if c
+                else f"{'-':>6}{'-':>9}{'-':>9}"
+            )
+            + f"{definet_ms:>11.1f}"
+            + (f"{c['s_per_structure']:>9.1f}" if c else f"{'-':>9}")
+        )
+    o = result["overall"]
+    print(
+        f"{'overall':<15}{o['n']:>5}{o['mae']:>9.4f}{o['dummy_mae']:>9.4f}{o['ratio']:>7.3f}"
+        f"{o['local_mae_3A']:>9.4f}   mean host ratio {o['mean_host_ratio']:.3f}"
+    )
+    print("* on the same structures CHGNet relaxed (the first n_chg of each host by atoms_id)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result | {"checkpoint": str(checkpoint)}, indent=2))
+    if failed:
+        print(f"FAIL: DefiNet is worse than doing nothing on {failed}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
