@@ -27,6 +27,7 @@ from jobflow import Maker, job
 from pydantic import BaseModel, Field
 from pymatgen.core import Element, Structure
 
+from definet.data.markers import INTERSTITIAL, MARKER_KEY, PRISTINE, SUBSTITUTION, VACANCY
 from definet_flows.hosts import DEFAULT_VACUUM, Host, load_host
 
 __all__ = [
@@ -52,10 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Values fixed by CONTRACTS.md (``definet.data.markers``); kept here so that generating
-# defects does not import torch. tests/flows/test_defects.py checks they agree.
-MARKER_KEY = "defect_marker"
-PRISTINE, SUBSTITUTION, VACANCY, INTERSTITIAL = 0, 1, 2, 3
 
 DefectType = Literal["vacancy", "substitution", "interstitial"]
 

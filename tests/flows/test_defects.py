@@ -253,17 +253,6 @@ def test_errors():
         generate_defect_entries("MoS2", supercell=[[1, 0, 0], [1, 0, 0], [0, 0, 1]])
 
 
-def test_marker_values_match_contract():
-    markers = pytest.importorskip("definet.data.markers")
-    assert (markers.PRISTINE, markers.SUBSTITUTION, markers.VACANCY, markers.INTERSTITIAL) == (
-        PRISTINE,
-        SUBSTITUTION,
-        VACANCY,
-        INTERSTITIAL,
-    )
-    assert markers.MARKER_KEY == MARKER_KEY
-
-
 def test_maker_runs_in_jobflow():
     from jobflow import JobStore, run_locally
     from maggma.stores import MemoryStore
