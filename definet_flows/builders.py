@@ -32,6 +32,7 @@ PARTITION = ("engine", "settings_hash", "checkpoint_sha256")
 #: fields the summaries need (no structures)
 SUMMARY_FIELDS = [
     "key",
+    "status",
     "host",
     "defect_types",
     "n_defects",
@@ -80,17 +81,24 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def summarize(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Statistics of a list of ValidationDoc dicts (the ValidationSummaryDoc figures).
 
-    Steps: median, mean and 90th percentile (numpy, linear) from each start; shares of
-    converged relaxations and of those converged within 3 ionic steps; mean energy
-    difference (predicted minus unrelaxed start, eV); share reaching the same minimum.
+    Steps: median, mean and 90th percentile (numpy, linear) from each start, over the
+    relaxations that ran (a failed one has no step count); shares of converged relaxations
+    and of those converged within 3 ionic steps, over all documents (a failed relaxation
+    counts as not converged); mean energy difference (predicted minus unrelaxed start, eV);
+    share reaching the same minimum; number of failed documents.
     """
-    out: dict[str, Any] = {"count": len(docs)}
+    out: dict[str, Any] = {
+        "count": len(docs),
+        "n_failed": sum(d.get("status") == "failed" for d in docs),
+    }
     for start in ("unrelaxed", "predicted"):
         runs = [d[f"from_{start}"] for d in docs]
-        out[f"steps_{start}"] = _steps([r["n_ionic_steps"] for r in runs])
+        out[f"steps_{start}"] = _steps(
+            [r["n_ionic_steps"] for r in runs if r.get("n_ionic_steps") is not None]
+        )
         out[f"share_converged_{start}"] = _share([bool(r["converged"]) for r in runs])
         out[f"share_within_3_{start}"] = _share(
-            [bool(r["converged"]) and r["n_ionic_steps"] <= FAST_STEPS for r in runs]
+            [bool(r["converged"]) and (r.get("n_ionic_steps") or 0) <= FAST_STEPS for r in runs]
         )
     out["mean_energy_difference"] = _mean([d["energy_difference"] for d in docs])
     out["share_same_minimum"] = _share([bool(d["same_minimum"]) for d in docs])

@@ -15,6 +15,27 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from definet_flows.cli_options import (
+    BatchSizeOpt,
+    CheckpointOpt,
+    DefectCountOpt,
+    DopantOpt,
+    EngineOpt,
+    EngineSettingsOpt,
+    FmaxOpt,
+    ForceFieldOpt,
+    HostOpt,
+    MaxStepsOpt,
+    MinLengthOpt,
+    NOpt,
+    SeedOpt,
+    SpecOpt,
+    StoreOpt,
+    SupercellOpt,
+    VacanciesOpt,
+    spec_from_options,
+)
+
 app = typer.Typer(
     help="DefiNet: relaxed point-defect structures in one pass, proven with DFT.",
     no_args_is_help=True,
@@ -33,7 +54,7 @@ def friendly_errors(func):
         except (ValueError, FileNotFoundError, OSError, RuntimeError, ImportError) as exc:
             if os.environ.get("DEFINET_DEBUG"):
                 raise
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -120,6 +141,133 @@ def predict(
         target = out / f"{path.stem}_predicted.cif"
         Structure.from_sites(structure).to(filename=str(target))
         console.print(f"wrote {target}")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+_SUMMARY_ROWS = [
+    ("defects", "n_defects"),
+    ("failed", "n_failed"),
+    *(
+        (f"{label}, {start_label} start", f"{key}_{start}")
+        for label, key in (
+            ("median steps", "median_steps"),
+            ("mean steps", "mean_steps"),
+            ("p90 steps", "p90_steps"),
+            ("share converged", "share_converged"),
+            ("share conv. in <= 3 steps", "share_within_3_steps"),
+        )
+        for start, start_label in (("unrelaxed", "unrelaxed"), ("predicted", "DefiNet"))
+    ),
+    ("share same minimum", "share_same_minimum"),
+    ("mean dE (eV), DefiNet - unrelaxed", "mean_energy_difference"),
+    ("mean DefiNet MAE (A)", "mean_definet_mae"),
+    ("mean do-nothing MAE (A)", "mean_baseline_mae"),
+]
+
+
+def _summary_table(summary: dict):
+    """Figures as rows, groups (all, each host, each defect type) as columns."""
+    from rich.table import Table
+
+    groups = [("all", summary)]
+    groups += list(summary["per_host"].items())
+    groups += [
+        (k, v) for k, v in summary["per_defect_type"].items() if k not in summary["per_host"]
+    ]
+    table = Table(
+        title=f"DefiNet validation: {summary['n_defects']} defects, engine {summary['engine']}"
+    )
+    table.add_column("figure")
+    for name, _ in groups:
+        table.add_column(name, justify="right")
+    for label, key in _SUMMARY_ROWS:
+        table.add_row(label, *(_fmt(g.get(key)) for _, g in groups))
+    return table
+
+
+@app.command()
+@friendly_errors
+def validate(
+    spec: SpecOpt = None,
+    host: HostOpt = None,
+    supercell: SupercellOpt = None,
+    min_length: MinLengthOpt = None,
+    n: NOpt = None,
+    vacancies: VacanciesOpt = None,
+    dopant: DopantOpt = None,
+    defect_count: DefectCountOpt = None,
+    seed: SeedOpt = None,
+    engine: EngineOpt = None,
+    force_field: ForceFieldOpt = None,
+    fmax: FmaxOpt = None,
+    max_steps: MaxStepsOpt = None,
+    engine_settings: EngineSettingsOpt = None,
+    checkpoint: CheckpointOpt = None,
+    batch_size: BatchSizeOpt = None,
+    store: StoreOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the summary here")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="rerun defects stored as failed")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Relax defects from the unrelaxed and the DefiNet-predicted start; compare the steps.
+
+    Runs on this machine (jobflow run_locally); defects already in the store are skipped.
+    """
+    from definet_flows.validation import run_validation
+
+    run_spec = spec_from_options(
+        spec=spec,
+        host=host,
+        supercell=supercell,
+        min_length=min_length,
+        n=n,
+        vacancies=vacancies,
+        dopant=dopant,
+        defect_count=defect_count,
+        seed=seed,
+        engine=engine,
+        force_field=force_field,
+        fmax=fmax,
+        max_steps=max_steps,
+        engine_settings=engine_settings,
+        checkpoint=checkpoint,
+        batch_size=batch_size,
+        store=store,
+    )
+    summary = run_validation(run_spec, progress=not quiet, retry_failed=retry_failed)
+    Console().print(_summary_table(summary))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=2, default=str))
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
+@friendly_errors
+def report(
+    store: Annotated[str, typer.Option(help="results store directory or store config file")],
+    out: Annotated[Path, typer.Option(help="directory for report.md and its plots")],
+    title: Annotated[str, typer.Option(help="report title")] = "DefiNet validation report",
+) -> None:
+    """Write a Markdown report with plots of the ValidationDocs in a store."""
+    from definet_flows.report import write_report
+    from definet_flows.stores import open_store
+
+    if not Path(store).expanduser().exists():
+        raise FileNotFoundError(f"results store not found: {store}")
+    path = write_report(open_store(store), out, title=title)
+    console.print(f"wrote {path}")
+
+
+# `definet results`, `definet store init`, `definet fireworks submit` register themselves
+from definet_flows import cli_cluster  # noqa: E402, F401
 
 
 def main() -> None:  # pragma: no cover

@@ -27,8 +27,13 @@ def load_docs(docs_or_store: Store | Iterable[ValidationDoc | Mapping]) -> list[
     """Return ValidationDoc dicts (without structures) from a store or an iterable."""
     if hasattr(docs_or_store, "query") and hasattr(docs_or_store, "connect"):
         docs_or_store.connect()
-        return list(docs_or_store.query(properties=[*SUMMARY_FIELDS, "defect_names"]))
+        return list(docs_or_store.query(properties=[*SUMMARY_FIELDS, "defect_names", "error"]))
     return [d.model_dump() if hasattr(d, "model_dump") else dict(d) for d in docs_or_store]
+
+
+def _completed(docs: Sequence[Mapping]) -> list[Mapping]:
+    """Documents whose two relaxations both gave a result (failed ones have no figures)."""
+    return [d for d in docs if d.get("status", "completed") != "failed"]
 
 
 def _steps(docs: Sequence[Mapping], start: str) -> np.ndarray:
@@ -189,12 +194,21 @@ def write_report(
         "steps_vs_n_defects.png": "Ionic steps vs number of defects",
         "energy_parity.png": "Final energies from both starts",
     }
-    _plot_histogram(docs, out / "steps_histogram.png")
-    _plot_steps_vs(
-        docs, "n_sites", "atoms in the supercell (n_sites)", out / "steps_vs_n_sites.png"
-    )
-    _plot_steps_vs(docs, "n_defects", "point defects per supercell", out / "steps_vs_n_defects.png")
-    _plot_energy_parity(docs, out / "energy_parity.png")
+    completed = _completed(docs)
+    if completed:
+        _plot_histogram(completed, out / "steps_histogram.png")
+        _plot_steps_vs(
+            completed,
+            "n_sites",
+            "atoms in the supercell (n_sites)",
+            out / "steps_vs_n_sites.png",
+        )
+        _plot_steps_vs(
+            completed, "n_defects", "point defects per supercell", out / "steps_vs_n_defects.png"
+        )
+        _plot_energy_parity(completed, out / "energy_parity.png")
+    else:
+        plots = {}
 
     overall = summarize(docs)
     su, sp = overall["steps_unrelaxed"], overall["steps_predicted"]
@@ -212,6 +226,8 @@ def write_report(
         f"- median ionic steps: {_fmt(su.median)} from unrelaxed, {_fmt(sp.median)} from DefiNet",
         f"- converged within 3 steps: {_fmt(overall['share_within_3_unrelaxed'], 2)} from "
         f"unrelaxed, {_fmt(overall['share_within_3_predicted'], 2)} from DefiNet",
+        f"- failed validations (a relaxation or the prediction gave no result; plots leave "
+        f"them out): {overall['n_failed']} of {len(docs)}",
         f"- same minimum from both starts: {_fmt(overall['share_same_minimum'], 2)}; "
         f"mean dE {_fmt(overall['mean_energy_difference'])} eV",
         f"- mean coordinate MAE vs relaxed-from-unrelaxed: DefiNet "

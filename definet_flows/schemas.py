@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -83,14 +83,29 @@ def coordinate_mae(a: Structure, b: Structure) -> float:
 
 
 class RelaxOutcome(BaseModel):
-    """The outcome of one relaxation."""
+    """The outcome of one relaxation (figures are None when the relaxation failed)."""
 
-    n_ionic_steps: int = Field(description="Ionic steps the engine took.")
-    energy: float = Field(description="Final total energy (eV).")
-    energy_per_atom: float = Field(description="Final energy per atom (eV/atom).")
-    max_force: float = Field(description="Largest final force on an atom (eV/A).")
+    n_ionic_steps: int | None = Field(description="Ionic steps the engine took.")
+    energy: float | None = Field(description="Final total energy (eV).")
+    energy_per_atom: float | None = Field(description="Final energy per atom (eV/atom).")
+    max_force: float | None = Field(description="Largest final force on an atom (eV/A).")
     converged: bool = Field(description="Whether the engine's force criterion was met.")
     wall_time_s: float | None = Field(None, description="Wall time of the relaxation (s).")
+    error: str | None = Field(
+        None, description="Why the relaxation gave no result (None when it ran)."
+    )
+
+    @classmethod
+    def failed(cls, error: str) -> RelaxOutcome:
+        """The outcome of a relaxation that crashed or never ran: not converged, no figures."""
+        return cls(
+            n_ionic_steps=None,
+            energy=None,
+            energy_per_atom=None,
+            max_force=None,
+            converged=False,
+            error=error,
+        )
 
     @classmethod
     def from_result(cls, result: RelaxResultLike) -> RelaxOutcome:
@@ -123,11 +138,17 @@ class ValidationDoc(BaseModel):
     checkpoint_sha256: str = Field(description="sha256 of the DefiNet weights that predicted.")
     from_unrelaxed: RelaxOutcome = Field(description="Relaxation from the unrelaxed structure.")
     from_predicted: RelaxOutcome = Field(description="Relaxation from the DefiNet prediction.")
-    steps_saved: int = Field(description="Ionic steps from unrelaxed minus from predicted.")
-    energy_difference: float = Field(
+    status: Literal["completed", "failed"] = Field(
+        "completed",
+        description="'failed' when a relaxation (or the prediction) gave no result; the "
+        "figures that need both relaxations are then None and same_minimum is False.",
+    )
+    error: str | None = Field(None, description="What failed (None when completed).")
+    steps_saved: int | None = Field(description="Ionic steps from unrelaxed minus from predicted.")
+    energy_difference: float | None = Field(
         description="Final energy from predicted start minus from unrelaxed start (eV)."
     )
-    rmsd: float = Field(
+    rmsd: float | None = Field(
         description="RMSD (A) between the two final structures, rigid translation removed."
     )
     same_minimum: bool = Field(
@@ -246,6 +267,92 @@ class ValidationDoc(BaseModel):
             final_from_predicted=from_predicted.final_structure if store_structures else None,
         )
 
+    @classmethod
+    def from_failure(
+        cls,
+        entry: DefectEntry,
+        engine: str,
+        engine_settings: dict[str, Any],
+        settings_hash: str,
+        checkpoint_sha256: str,
+        error: str,
+        from_unrelaxed: RelaxResultLike | RelaxOutcome | None = None,
+        from_predicted: RelaxResultLike | RelaxOutcome | None = None,
+        predicted_structure: Structure | None = None,
+        prediction_time_s: float | None = None,
+        rmsd_tol: float = 0.1,
+        energy_tol: float = 0.01,
+        store_structures: bool = True,
+    ) -> ValidationDoc:
+        """Build the document of a defect whose validation failed (stored, never dropped).
+
+        Parameters
+        ----------
+        entry
+            The defect (``DefectEntry``).
+        engine, engine_settings, settings_hash
+            The engine both starts were (to be) relaxed with; they make the key.
+        checkpoint_sha256
+            Identifies the DefiNet weights.
+        error
+            What failed; relaxations given as None are recorded as failed with this error.
+        from_unrelaxed, from_predicted
+            A ``RelaxResult`` (or ``RelaxOutcome``) of a relaxation that did run, else None.
+        predicted_structure, prediction_time_s
+            The DefiNet prediction and its time, when the prediction ran.
+        rmsd_tol, energy_tol, store_structures
+            As in :meth:`from_results`.
+        """
+
+        def outcome(result: RelaxResultLike | RelaxOutcome | None) -> RelaxOutcome:
+            if result is None:
+                return RelaxOutcome.failed(error)
+            if isinstance(result, RelaxOutcome):
+                return result
+            return RelaxOutcome.from_result(result)
+
+        def final(result: RelaxResultLike | RelaxOutcome | None) -> Structure | None:
+            return getattr(result, "final_structure", None) if store_structures else None
+
+        ref = getattr(from_unrelaxed, "final_structure", None)
+        definet_mae = baseline_mae = None
+        if ref is not None:
+            baseline_mae = coordinate_mae(entry.structure, ref)
+            if predicted_structure is not None:
+                definet_mae = coordinate_mae(predicted_structure, ref)
+        return cls(
+            key=make_key(entry.defect_id, engine, settings_hash, checkpoint_sha256),
+            defect_id=entry.defect_id,
+            host=entry.host,
+            host_formula=entry.host_formula,
+            formula=entry.formula,
+            defect_types=sorted({d.type for d in entry.defects}),
+            defect_names=[d.name for d in entry.defects],
+            n_defects=len(entry.defects),
+            n_sites=entry.n_sites,
+            engine=engine,
+            engine_settings=dict(engine_settings),
+            settings_hash=settings_hash,
+            checkpoint_sha256=checkpoint_sha256,
+            from_unrelaxed=outcome(from_unrelaxed),
+            from_predicted=outcome(from_predicted),
+            status="failed",
+            error=error,
+            steps_saved=None,
+            energy_difference=None,
+            rmsd=None,
+            same_minimum=False,
+            rmsd_tol=rmsd_tol,
+            energy_tol=energy_tol,
+            definet_mae=definet_mae,
+            baseline_mae=baseline_mae,
+            prediction_time_s=prediction_time_s,
+            unrelaxed_structure=entry.structure if store_structures else None,
+            predicted_structure=predicted_structure if store_structures else None,
+            final_from_unrelaxed=final(from_unrelaxed),
+            final_from_predicted=final(from_predicted),
+        )
+
 
 class StepStats(BaseModel):
     """Statistics of ionic step counts."""
@@ -267,6 +374,9 @@ class ValidationSummaryDoc(BaseModel):
     settings_hash: str = Field(description="Hash of the engine settings.")
     checkpoint_sha256: str = Field(description="sha256 of the DefiNet weights.")
     count: int = Field(description="Number of ValidationDocs in the group.")
+    n_failed: int = Field(
+        0, description="Documents whose validation failed (a relaxation gave no result)."
+    )
     steps_unrelaxed: StepStats = Field(description="Ionic steps from the unrelaxed start.")
     steps_predicted: StepStats = Field(description="Ionic steps from the predicted start.")
     share_converged_unrelaxed: float | None = Field(

@@ -35,15 +35,22 @@ if TYPE_CHECKING:
 __all__ = [
     "INDEXED_FIELDS",
     "STRUCTURE_FIELDS",
+    "SUMMARY_COLLECTION",
+    "SUMMARY_INDEXED_FIELDS",
     "default_store",
     "ensure_indexes",
     "finished_keys",
+    "init_stores",
     "make_jobstore",
+    "open_store",
     "store_from_config",
+    "summary_store",
     "upsert_validation_docs",
 ]
 
 VALIDATION_COLLECTION = "validation"
+#: collection of the builder's ValidationSummaryDocs, next to the results collection
+SUMMARY_COLLECTION = "summaries"
 #: fields users filter by; indexed where the backend supports indexes (MongoDB, mongomock)
 INDEXED_FIELDS = (
     "defect_id",
@@ -52,10 +59,16 @@ INDEXED_FIELDS = (
     "engine",
     "settings_hash",
     "checkpoint_sha256",
+    "status",
     "from_unrelaxed.converged",
     "from_predicted.converged",
+    "from_unrelaxed.n_ionic_steps",
+    "from_predicted.n_ionic_steps",
+    "same_minimum",
     "last_updated",
 )
+#: summary fields ``definet results --summary`` filters by
+SUMMARY_INDEXED_FIELDS = ("group_by", "group", "engine", "checkpoint_sha256")
 #: ValidationDoc fields holding structures (split off by ``structure_store``)
 STRUCTURE_FIELDS = (
     "unrelaxed_structure",
@@ -116,18 +129,70 @@ def store_from_config(config: str | Path | dict[str, Any]) -> Store:
     return _STORE_TYPES[kind](**spec)
 
 
-def ensure_indexes(store: Store, fields: Iterable[str] = INDEXED_FIELDS) -> list[str]:
+def open_store(location: str | Path) -> Store:
+    """Return the results store at ``location`` (not connected).
+
+    A file is a store config (:func:`store_from_config`, e.g. MongoDB); anything else is the
+    directory of the embedded store (:func:`default_store`), made absolute so that jobs
+    running in their own folders find it.
+    """
+    path = Path(location).expanduser()
+    if path.is_file():
+        return store_from_config(path)
+    return default_store(path.resolve())
+
+
+def ensure_indexes(
+    store: Store, fields: Iterable[str] = INDEXED_FIELDS, key: str = "key"
+) -> list[str]:
     """Index ``key`` (unique) and ``fields`` where supported; return the indexed fields.
 
     montydb (MontyStore) has no indexes: nothing is indexed and queries scan.
     """
     done = []
-    for field, unique in [("key", True), *((f, False) for f in fields)]:
+    for field, unique in [(key, True), *((f, False) for f in fields)]:
         try:
             if store.ensure_index(field, unique=unique):
                 done.append(field)
         except NotImplementedError:
             return done
+    return done
+
+
+def summary_store(store: Store, collection_name: str = SUMMARY_COLLECTION) -> Store:
+    """Return the builder's summary store next to ``store`` (same kind and place).
+
+    Its key is ``summary_id``. For a ``MemoryStore`` the summaries live in a separate
+    in-memory database (mongomock keeps no state between clients).
+    """
+    summaries = _sibling(store, collection_name)
+    summaries.key = "summary_id"
+    return summaries
+
+
+def init_stores(store: Store) -> dict[str, list[str]]:
+    """Connect the results store and its summary store and build their indexes.
+
+    What ``definet store init`` runs once per MongoDB database (writes also index the
+    results collection on first use). Raises whatever the connection raises, e.g.
+    ``pymongo.errors.ServerSelectionTimeoutError`` when MongoDB cannot be reached.
+
+    Returns
+    -------
+    dict
+        Collection name -> indexed fields (empty lists on montydb, which has no indexes).
+    """
+    summaries = summary_store(store)
+    done = {}
+    for s, fields, key in (
+        (store, INDEXED_FIELDS, "key"),
+        (summaries, SUMMARY_INDEXED_FIELDS, "summary_id"),
+    ):
+        s.connect()
+        try:
+            done[s.collection_name] = ensure_indexes(s, fields, key=key)
+        finally:
+            s.close()
     return done
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The main job: set up (if needed), train a small DefiNet on a sample of the dataset and predict.
+# The main job: set up (if needed), then validate DefiNet on MoS2 4x4 defects with CHGNet
+# relaxations from both starts, on the embedded store (no server). Extra arguments go to
+# `definet validate` (e.g. --n 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-DATA=${DEFINET_DATA:-../shared/data/definet-dataset}
-.venv/bin/definet train --config workflows/train/sample.yaml
-.venv/bin/definet evaluate --checkpoint runs/sample/best.pt --data-root "$DATA" --split val \
-  --host MoS2_500 --json runs/sample/val.json
+mkdir -p results
+exec .venv/bin/definet validate --host MoS2 --supercell 4x4 --n 20 --engine forcefield \
+  --store definet_results --json results/validate-mos2.json "$@"

@@ -1,0 +1,188 @@
+"""Typer options that describe a validation run, shared by the submit commands.
+
+``jf flow submit`` (jobflow-remote plugin) and ``definet fireworks submit`` take either a
+spec file (``--spec``) or the fields of :class:`~definet_flows.spec.ValidationSpec` as
+options; options given with ``--spec`` override the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from definet_flows.spec import ValidationSpec
+
+__all__ = [
+    "BatchSizeOpt",
+    "CheckEngineOpt",
+    "CheckpointOpt",
+    "DefectCountOpt",
+    "DopantOpt",
+    "DryRunOpt",
+    "EngineOpt",
+    "EngineSettingsOpt",
+    "FmaxOpt",
+    "ForceFieldOpt",
+    "HostOpt",
+    "MaxStepsOpt",
+    "MinLengthOpt",
+    "NOpt",
+    "SeedOpt",
+    "SpecOpt",
+    "StoreOpt",
+    "SupercellOpt",
+    "VacanciesOpt",
+    "parse_counts",
+    "spec_from_options",
+]
+
+_SPEC = "Validation spec"
+SpecOpt = Annotated[
+    Path | None,
+    typer.Option("--spec", "-s", help="validation spec YAML (options below override it)"),
+]
+HostOpt = Annotated[
+    str | None,
+    typer.Option(help="built-in host (MoS2, ...) or host structure file", rich_help_panel=_SPEC),
+]
+SupercellOpt = Annotated[
+    str | None, typer.Option(help="supercell, e.g. 4x4 or 3x3x3", rich_help_panel=_SPEC)
+]
+MinLengthOpt = Annotated[
+    float | None,
+    typer.Option(help="min. image distance (A) when no supercell", rich_help_panel=_SPEC),
+]
+NOpt = Annotated[
+    int | None, typer.Option("--n", "-n", help="number of defect supercells", rich_help_panel=_SPEC)
+]
+VacanciesOpt = Annotated[
+    bool | None,
+    typer.Option("--vacancies/--no-vacancies", help="single vacancies", rich_help_panel=_SPEC),
+]
+DopantOpt = Annotated[
+    list[str] | None,
+    typer.Option("--dopant", help="substituting element (repeatable)", rich_help_panel=_SPEC),
+]
+DefectCountOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="multi-defect draw, e.g. v_S=2 (repeatable)", rich_help_panel=_SPEC),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option(help="seed of the multi-defect draws", rich_help_panel=_SPEC)
+]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(help="relaxation engine: forcefield, vasp or cp2k", rich_help_panel=_SPEC),
+]
+ForceFieldOpt = Annotated[
+    str | None,
+    typer.Option(help="forcefield engine: CHGNet, SevenNet, EMT, ...", rich_help_panel=_SPEC),
+]
+FmaxOpt = Annotated[float | None, typer.Option(help="force criterion, eV/A", rich_help_panel=_SPEC)]
+MaxStepsOpt = Annotated[int | None, typer.Option(help="ionic step cap", rich_help_panel=_SPEC)]
+EngineSettingsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="engine settings as JSON/YAML or a file, e.g. '{fmax: 0.05}'", rich_help_panel=_SPEC
+    ),
+]
+CheckpointOpt = Annotated[
+    str | None,
+    typer.Option(help="DefiNet checkpoint (default: shipped weights)", rich_help_panel=_SPEC),
+]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option(help="structures per DefiNet pass", rich_help_panel=_SPEC)
+]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="results store: a directory (embedded) or a store config file (MongoDB)",
+        rich_help_panel=_SPEC,
+    ),
+]
+CheckEngineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--check-engine/--no-check-engine",
+        help="check that the engine runs on this machine (off: it runs only on the cluster)",
+    ),
+]
+DryRunOpt = Annotated[bool, typer.Option(help="check and build the flow, submit nothing")]
+
+
+def parse_counts(items: list[str] | None) -> dict[str, int] | None:
+    """Parse ``["v_S=2", "W_Mo=1"]`` (or ``["v_S=2,W_Mo=1"]``) into ``{"v_S": 2, "W_Mo": 1}``.
+
+    Raises
+    ------
+    ValueError
+        On a malformed item.
+    """
+    if not items:
+        return None
+    counts = {}
+    for item in (p.strip() for text in items for p in text.split(",") if p.strip()):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit():
+            raise ValueError(f"--defect-count {item!r}: use NAME=COUNT, e.g. v_S=2 or W_Mo=1")
+        counts[name.strip()] = int(value)
+    return counts
+
+
+def spec_from_options(
+    spec: Path | None = None,
+    host: str | None = None,
+    supercell: str | None = None,
+    min_length: float | None = None,
+    n: int | None = None,
+    vacancies: bool | None = None,
+    dopant: list[str] | None = None,
+    defect_count: list[str] | None = None,
+    seed: int | None = None,
+    engine: str | None = None,
+    force_field: str | None = None,
+    fmax: float | None = None,
+    max_steps: int | None = None,
+    engine_settings: str | None = None,
+    checkpoint: str | None = None,
+    batch_size: int | None = None,
+    store: str | None = None,
+) -> ValidationSpec:
+    """Return the ValidationSpec of the command-line options (see :func:`submit.load_spec`).
+
+    The options and their meaning are those of ``definet validate``; ``engine_settings``
+    (JSON/YAML text or file) is merged with ``force_field``, ``fmax`` and ``max_steps``.
+
+    Raises
+    ------
+    definet_flows.submit.SubmissionError
+        Invalid options or spec, with a one-line message.
+    """
+    from definet_flows.submit import SubmissionError, load_spec, parse_mapping
+
+    try:
+        counts = parse_counts(defect_count)
+    except ValueError as exc:
+        raise SubmissionError(str(exc)) from None
+    settings = parse_mapping(engine_settings, "engine-settings") or {}
+    shortcuts = {"force_field": force_field, "fmax": fmax, "max_steps": max_steps}
+    settings |= {k: v for k, v in shortcuts.items() if v is not None}
+    options: dict[str, Any] = {
+        "host": host,
+        "supercell": supercell,
+        "min_length": min_length,
+        "n": n,
+        "vacancies": vacancies,
+        "dopants": dopant or None,
+        "defect_counts": counts,
+        "seed": seed,
+        "engine": engine,
+        "engine_settings": settings or None,
+        "checkpoint": checkpoint,
+        "batch_size": batch_size,
+        "store": store,
+    }
+    return load_spec(spec, **options)
