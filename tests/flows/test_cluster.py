@@ -15,6 +15,7 @@ relaxations, a tiny randomly initialised DefiNet checkpoint.
 from __future__ import annotations
 
 import importlib.metadata
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,8 @@ def jfr(tmp_path, monkeypatch, servers):
                     "type": "local",
                     "scheduler_type": "shell",
                     "work_dir": str(tmp_path / name / "work"),
+                    # as on a cluster: the worker's shell must find this environment's `jf`
+                    "pre_run": f"export PATH={Path(sys.executable).parent}:$PATH",
                     "resources": {},
                 }
                 for w in workers

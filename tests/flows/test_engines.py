@@ -158,7 +158,8 @@ def test_flows_serialise_for_remote_workers(name, cu_vacancy):
 
 def test_cp2k_env_defaults_point_to_install_script_dir(monkeypatch, tmp_path):
     for var in ("CP2K_DATA_DIR", "DEFAULT_CP2K_FUNCTIONAL", "DEFAULT_CP2K_BASIS_TYPE"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "")  # so that monkeypatch restores the original, set or not
+        monkeypatch.delenv(var)
     monkeypatch.setenv("DEFINET_CP2K_DATA_DIR", str(tmp_path / "cp2k-data"))
     engines.ensure_cp2k_env()
     assert os.environ["CP2K_DATA_DIR"] == str(tmp_path / "cp2k-data")

@@ -45,6 +45,10 @@ class DatasetError(ValueError):
     """A file of the dataset is missing, unreadable or inconsistent."""
 
 
+class SkippedPairWarning(UserWarning):
+    """A pair was skipped (``skip_bad``): the message names the file and the reason."""
+
+
 def default_cache_dir() -> Path:
     """``$DEFINET_CACHE_DIR``, else ``~/.cache/definet``."""
     return Path(os.environ.get("DEFINET_CACHE_DIR", Path.home() / ".cache" / "definet"))
@@ -306,7 +310,7 @@ def load_split(
         if bad and not skip_bad:
             raise DatasetError(bad[0] + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
         for message in bad:
-            log.warning("skipped: %s", message)
+            warnings.warn(f"skipped: {message}", SkippedPairWarning, stacklevel=2)
         good = [_graph_from_plain(r) for r in results if not isinstance(r, str)]
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         if not bad:  # only complete splits are cached, so a fixed file is picked up next time
