@@ -42,6 +42,7 @@ def _steps(docs: Sequence[Mapping], start: str) -> np.ndarray:
 
 def _plot_histogram(docs: Sequence[Mapping], path: Path) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     both = np.concatenate([_steps(docs, s) for s in START_LABELS])
@@ -59,6 +60,7 @@ def _plot_histogram(docs: Sequence[Mapping], path: Path) -> None:
         )
     ax.set_xlabel("ionic steps to convergence")
     ax.set_ylabel("number of defect structures")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Ionic steps from the two starts")
     ax.legend(frameon=False)
     fig.tight_layout()
@@ -97,6 +99,7 @@ def _plot_steps_vs(docs: Sequence[Mapping], field: str, xlabel: str, path: Path)
 
 def _plot_energy_parity(docs: Sequence[Mapping], path: Path) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.4))
     by_host: dict[str, list[Mapping]] = defaultdict(list)
@@ -123,6 +126,8 @@ def _plot_energy_parity(docs: Sequence[Mapping], path: Path) -> None:
     ax2.axvline(0, color="k", lw=0.8)
     ax2.set_xlabel("E(DefiNet start) - E(unrelaxed start) (meV per supercell)")
     ax2.set_ylabel("number of defect structures")
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax2.set_title("Energy difference (< 0: DefiNet start ends lower)")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
