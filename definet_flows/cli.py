@@ -33,7 +33,7 @@ from definet_flows.cli_options import (
     StoreOpt,
     SupercellOpt,
     VacanciesOpt,
-    spec_from_options,
+    spec_from_command,
 )
 
 app = typer.Typer(
@@ -222,25 +222,7 @@ def validate(
     """
     from definet_flows.validation import run_validation
 
-    run_spec = spec_from_options(
-        spec=spec,
-        host=host,
-        supercell=supercell,
-        min_length=min_length,
-        n=n,
-        vacancies=vacancies,
-        dopant=dopant,
-        defect_count=defect_count,
-        seed=seed,
-        engine=engine,
-        force_field=force_field,
-        fmax=fmax,
-        max_steps=max_steps,
-        engine_settings=engine_settings,
-        checkpoint=checkpoint,
-        batch_size=batch_size,
-        store=store,
-    )
+    run_spec = spec_from_command(locals())
     summary = run_validation(run_spec, progress=not quiet, retry_failed=retry_failed)
     Console().print(_summary_table(summary))
     if json_out:

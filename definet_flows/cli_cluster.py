@@ -33,7 +33,7 @@ from definet_flows.cli_options import (
     StoreOpt,
     SupercellOpt,
     VacanciesOpt,
-    spec_from_options,
+    spec_from_command,
 )
 
 if TYPE_CHECKING:
@@ -261,25 +261,7 @@ def fireworks_submit(
     """Convert the validation flow to a FireWorks workflow and add it to a LaunchPad."""
     from definet_flows.submit import describe, submit_fireworks
 
-    the_spec = spec_from_options(
-        spec=spec,
-        host=host,
-        supercell=supercell,
-        min_length=min_length,
-        n=n,
-        vacancies=vacancies,
-        dopant=dopant,
-        defect_count=defect_count,
-        seed=seed,
-        engine=engine,
-        force_field=force_field,
-        fmax=fmax,
-        max_steps=max_steps,
-        engine_settings=engine_settings,
-        checkpoint=checkpoint,
-        batch_size=batch_size,
-        store=store,
-    )
+    the_spec = spec_from_command(locals())
     flow, ids = submit_fireworks(
         the_spec,
         launchpad_file=launchpad,

@@ -7,6 +7,7 @@ options; options given with ``--spec`` override the file.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "SupercellOpt",
     "VacanciesOpt",
     "parse_counts",
+    "spec_from_command",
     "spec_from_options",
 ]
 
@@ -186,3 +188,9 @@ def spec_from_options(
         "store": store,
     }
     return load_spec(spec, **options)
+
+
+def spec_from_command(values: dict[str, Any]) -> Any:
+    """:func:`spec_from_options` fed with the spec options found in a command's ``locals()``."""
+    names = inspect.signature(spec_from_options).parameters
+    return spec_from_options(**{name: values[name] for name in names if name in values})

@@ -40,7 +40,7 @@ from definet_flows.cli_options import (
     StoreOpt,
     SupercellOpt,
     VacanciesOpt,
-    spec_from_options,
+    spec_from_command,
 )
 
 __all__ = ["setup_jf_plugin", "submit"]
@@ -118,25 +118,7 @@ def submit(
     )
 
     try:
-        the_spec = spec_from_options(
-            spec=spec,
-            host=host,
-            supercell=supercell,
-            min_length=min_length,
-            n=n,
-            vacancies=vacancies,
-            dopant=dopant,
-            defect_count=defect_count,
-            seed=seed,
-            engine=engine,
-            force_field=force_field,
-            fmax=fmax,
-            max_steps=max_steps,
-            engine_settings=engine_settings,
-            checkpoint=checkpoint,
-            batch_size=batch_size,
-            store=store,
-        )
+        the_spec = spec_from_command(locals())
         flow, ids = submit_jobflow_remote(
             the_spec,
             worker=worker,
