@@ -120,9 +120,8 @@ def main() -> int:
 
     from definet.checkpoint import load_model
     from definet.data.dataset import load_split
-    from definet.metrics import graph_errors, summarize
     from definet.predict import default_checkpoint
-    from definet.train import evaluate_graphs, predict_batch
+    from definet.train import evaluate_graphs
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     model, settings, _ = load_model(checkpoint)
@@ -160,9 +159,7 @@ def main() -> int:
         c = chgnet.get(host)
         if c:
             subset = [g for g in graphs if g.host == host and g.atoms_id in set(c["ids"])]
-            with torch.no_grad():
-                sub = [graph_errors(g, predict_batch(model, g)) for g in subset]
-            row["definet_mae_chgnet_subset"] = summarize(sub).mae
+            row["definet_mae_chgnet_subset"] = evaluate_graphs(model, subset)["overall"]["mae"]
             row["chgnet_mae"], row["chgnet_n"] = c["mae"], c["n"]
             row["chgnet_s_per_structure"] = c["s_per_structure"]
         row["definet_ms_per_structure"] = definet_ms
