@@ -18,7 +18,7 @@ from jobflow import Maker, job
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-from definet_flows.defects import MARKER_KEY, VACANCY
+from definet.data.markers import strip_vacancies
 
 if TYPE_CHECKING:
     from definet_flows.defects import DefectEntry
@@ -44,21 +44,12 @@ def checkpoint_path(checkpoint: str | Path | None) -> Path:
     return path.resolve()
 
 
-def _real_atoms(structure: Structure) -> Structure:
-    markers = structure.site_properties.get(MARKER_KEY)
-    if markers is None or VACANCY not in markers:
-        return structure
-    s = structure.copy()
-    s.remove_sites([i for i, m in enumerate(markers) if m == VACANCY])
-    return s
-
-
 def displacements(start: Structure, predicted: Structure) -> np.ndarray:
     """Minimum-image displacement lengths (A) of the real atoms from ``start`` to ``predicted``.
 
     ``start`` may be a marked structure with vacancy nodes (they are dropped first).
     """
-    start = _real_atoms(start)
+    start = strip_vacancies(start)
     if len(start) != len(predicted):
         raise ValueError(f"{len(start)} real atoms in the start, {len(predicted)} predicted")
     d = predicted.frac_coords - start.frac_coords

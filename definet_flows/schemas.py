@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-from definet_flows.defects import MARKER_KEY, VACANCY
+from definet.data.markers import strip_vacancies
 
 if TYPE_CHECKING:
     from definet_flows.defects import DefectEntry
@@ -48,19 +48,9 @@ def make_key(defect_id: str, engine: str, settings_hash: str, checkpoint_sha256:
     return f"{defect_id}:{engine}:{settings_hash}:{checkpoint_sha256[:12]}"
 
 
-def _real_atoms(structure: Structure) -> Structure:
-    """Drop vacancy nodes (marker 2) if the structure is marked."""
-    markers = structure.site_properties.get(MARKER_KEY)
-    if markers is None or VACANCY not in markers:
-        return structure
-    s = structure.copy()
-    s.remove_sites([i for i, m in enumerate(markers) if m == VACANCY])
-    return s
-
-
 def _displacements(a: Structure, b: Structure) -> np.ndarray:
     """Minimum-image Cartesian displacements b - a of paired atoms (same order and cell)."""
-    a, b = _real_atoms(a), _real_atoms(b)
+    a, b = strip_vacancies(a), strip_vacancies(b)
     if len(a) != len(b):
         raise ValueError(f"Structures differ in atom count ({len(a)} vs {len(b)})")
     if [s.species_string for s in a] != [s.species_string for s in b]:

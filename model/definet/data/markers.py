@@ -195,7 +195,10 @@ def markers_of(structure: Structure) -> np.ndarray:
 
 
 def strip_vacancies(structure: Structure) -> Structure:
-    """Drop vacancy nodes from a marked structure."""
-    markers = markers_of(structure)
-    keep = [i for i, m in enumerate(markers) if m != VACANCY]
-    return Structure.from_sites([structure[i] for i in keep])
+    """The real atoms of a marked structure (vacancy nodes dropped); unmarked ones unchanged."""
+    markers = structure.site_properties.get(MARKER_KEY)
+    if markers is None or VACANCY not in markers:
+        return structure
+    return Structure.from_sites(
+        [site for site, m in zip(structure, markers, strict=True) if m != VACANCY]
+    )
