@@ -248,8 +248,8 @@ def report(
     console.print(f"wrote {path}")
 
 
-# `definet results`, `definet store init`, `definet fireworks submit` register themselves
-from definet_flows import cli_cluster  # noqa: E402, F401
+# `definet results`, `store init`, `fireworks submit`, `generate`, `export` register themselves
+from definet_flows import cli_cluster, cli_data  # noqa: E402, F401
 
 
 def main() -> None:  # pragma: no cover

@@ -12,7 +12,8 @@ inserts (10,000 new documents: 0.6 s); MongoDB stores use ``update`` on a unique
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "store_from_config",
     "summary_store",
     "upsert_validation_docs",
+    "writing",
 ]
 
 VALIDATION_COLLECTION = "validation"
@@ -251,6 +253,26 @@ def _same(stored: dict, new: dict) -> bool:
     return {k: v for k, v in stored.items() if k not in ignore} == {
         k: v for k, v in new.items() if k not in ignore
     }
+
+
+@contextmanager
+def writing(store: Store) -> Iterator[Store]:
+    """Connect ``store`` for a write and close it; embedded stores under a file lock.
+
+    montydb rewrites its ``monty.storage.cfg`` on every connect, so two processes that
+    connect at once (``definet generate --workers 2``) can read it half-written; the lock
+    in the store directory serialises their short writes. MongoDB needs no lock.
+    """
+    from filelock import FileLock
+
+    path = getattr(store, "database_path", None)
+    lock = FileLock(str(Path(path) / ".definet-write.lock")) if path else nullcontext()
+    with lock:
+        store.connect()
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def upsert_validation_docs(

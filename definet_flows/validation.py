@@ -156,7 +156,7 @@ def store_validation_doc(
         ``key``, ``defect_id``, ``status``, ``error``, steps and converged flags of both
         starts, and ``written`` (documents inserted or replaced).
     """
-    from definet_flows.stores import upsert_validation_docs
+    from definet_flows.stores import upsert_validation_docs, writing
 
     doc = _validation_doc(
         entry,
@@ -170,11 +170,8 @@ def store_validation_doc(
         energy_tol,
         store_structures,
     )
-    results_store.connect()
-    try:
+    with writing(results_store):
         written = upsert_validation_docs(results_store, [doc])
-    finally:
-        results_store.close()
     record = {
         "key": doc.key,
         "defect_id": doc.defect_id,
@@ -393,12 +390,16 @@ class ValidationFlowMaker(Maker):
         )
 
 
-def build_validation_flow(spec: ValidationSpec, **kwargs: Any) -> Flow:
+def build_validation_flow(
+    spec: ValidationSpec, entries: Sequence[DefectEntry] | None = None, **kwargs: Any
+) -> Flow:
     """Return the validation Flow of ``spec`` (finished defects left out).
 
-    ``kwargs`` go to :class:`ValidationFlowMaker` (e.g. ``retry_failed=True``).
+    ``entries``: ready-made defects instead of the spec's (e.g. a held-out set); ``kwargs``
+    go to :class:`ValidationFlowMaker` (e.g. ``retry_failed=True``).
     """
-    return ValidationFlowMaker.from_spec(spec, **kwargs).make(spec.host)
+    maker = ValidationFlowMaker.from_spec(spec, **kwargs)
+    return maker.make(entries=entries) if entries is not None else maker.make(spec.host)
 
 
 # -- running it --------------------------------------------------------------------------------
@@ -461,6 +462,7 @@ def run_validation(
     retry_failed: bool = False,
     work_dir: str | Path | None = None,
     keep_job_outputs: bool | None = None,
+    entries: Sequence[DefectEntry] | None = None,
     **maker_options: Any,
 ) -> dict[str, Any]:
     """Run the validation of ``spec`` locally and return its summary.
@@ -490,6 +492,9 @@ def run_validation(
         quadratic in the number of jobs (``benchmarks/flow_overhead.py``: 8 s of overhead
         per defect at 20 defects on disk). Everything the project reads is in the
         ValidationDocs either way.
+    entries
+        Ready-made defects to validate instead of those the spec generates (the spec
+        still gives the engine, weights and store).
     **maker_options
         More :class:`ValidationFlowMaker` fields (``predict_chunk``, ``rmsd_tol``, ...).
 
@@ -506,7 +511,7 @@ def run_validation(
 
     start = time.perf_counter()
     store = spec.results_store()
-    flow = build_validation_flow(spec, retry_failed=retry_failed, **maker_options)
+    flow = build_validation_flow(spec, entries, retry_failed=retry_failed, **maker_options)
     meta = flow.metadata
     if meta["pending"]:
         if work_dir is None:

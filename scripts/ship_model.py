@@ -1,6 +1,8 @@
-"""Ship a trained checkpoint as the package's default model, with its model card.
+"""Ship a trained checkpoint in the package, with its model card.
 
     python scripts/ship_model.py runs/definet-joint/best.pt [--config workflows/train/definet-joint.yaml]
+    python scripts/ship_model.py runs/three-steps/finetune/best.pt --name definet-chgnet \
+        --config workflows/train/definet-chgnet-finetune.yaml --ids-from runs/three-steps/dataset
 
 Copies the EMA weights to ``model/definet/weights/definet-default.pt`` and writes the model card
 ``definet-default.json`` / ``definet-default.md`` beside it: data and split, hyper-parameters,
@@ -31,19 +33,28 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--config", default="workflows/train/definet-joint.yaml")
     parser.add_argument("--hardware", default=f"{os.cpu_count()}-core CPU ({platform.machine()})")
+    parser.add_argument("--name", default="definet-default", help="weights file stem")
+    parser.add_argument("--data", default=DATA_CITATION, help="what it was trained on")
+    parser.add_argument(
+        "--split",
+        default="official train.csv for training, val.csv for validation, all 8 host folders "
+        "of both densities; the test split is withheld",
+    )
+    parser.add_argument(
+        "--ids-from", help="dataset root: record its train+val ids (never validate on them)"
+    )
     args = parser.parse_args()
     model, graph, meta = load_model(args.checkpoint)
     payload = model_payload(model, graph, metadata=meta)
-    path = save_atomic(payload, DEFAULT_CHECKPOINT)
+    path = save_atomic(payload, DEFAULT_CHECKPOINT.with_name(f"{args.name}.pt"))
     config = yaml.safe_load(Path(args.config).read_text())
     last = Path(args.checkpoint).with_name("last.pt")
     hours = (read_checkpoint(last)["elapsed"] if last.exists() else meta["train_seconds"]) / 3600
     card = {
-        "name": "definet-default",
+        "name": args.name,
         "checkpoint_sha256": file_sha256(path),
-        "data": DATA_CITATION,
-        "split": "official train.csv for training, val.csv for validation, all 8 host folders "
-        "of both densities; the test split is withheld",
+        "data": args.data,
+        "split": args.split,
         "training_config": config,
         "train_command": f"definet train --config {args.config}",
         "n_parameters": meta["n_parameters"],
@@ -57,6 +68,14 @@ def main() -> None:
         "hardware": args.hardware,
         "validation": meta["validation"],
     }
+    if args.ids_from:
+        card["training_ids"] = sorted(
+            line.strip()
+            for split in ("train", "val")
+            for csv_path in Path(args.ids_from).glob(f"*/{split}.csv")
+            for line in csv_path.read_text().splitlines()[1:]
+            if line.strip()
+        )
     card_json = path.with_suffix(".json")
     card_json.write_text(json.dumps(card, indent=2))
     rows = "\n".join(
@@ -65,9 +84,9 @@ def main() -> None:
         for h, r in meta["validation"]["hosts"].items()
     )
     o = meta["validation"]["overall"]
-    md = f"""# DefiNet default model (`definet-default.pt`)
+    md = f"""# DefiNet model `{args.name}.pt`
 
-- **Data**: {DATA_CITATION}.
+- **Data**: {args.data}.
 - **Split**: {card["split"]}.
 - **Architecture**: DefiNet, hidden {model.config.hidden}, {model.config.num_layers} layers,
   {model.config.num_rbf} radial functions, graph cutoff {graph.cutoff} A with at most
@@ -77,7 +96,7 @@ def main() -> None:
   Hyper-parameters: `{json.dumps({k: v for k, v in config.items() if k not in ("model", "graph")})}`.
 - **Checkpoint sha256**: `{card["checkpoint_sha256"]}`
 
-## Validation (official val split; coordinate MAE in angstrom, vacancy nodes excluded)
+## Validation (val split; coordinate MAE in angstrom, vacancy nodes excluded)
 
 | host | n | MAE | do-nothing MAE | ratio | local MAE 3 A |
 |---|---|---|---|---|---|

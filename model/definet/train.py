@@ -167,7 +167,7 @@ class Trainer:
         if config.init_from:
             from definet.checkpoint import load_model
 
-            pretrained, _, _ = load_model(config.init_from)
+            pretrained, _, pretrained_meta = load_model(config.init_from)
             self.model.load_state_dict(pretrained.state_dict())
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.optimizer = torch.optim.AdamW(
@@ -188,6 +188,11 @@ class Trainer:
         self.elapsed = 0.0
         self.history_hosts = sorted({g.host for g in self.train_graphs})
         self.elements = sorted({int(z) for g in self.train_graphs for z in g.z.unique()})
+        if config.init_from:  # a fine-tuned model still knows what it was pre-trained on
+            self.history_hosts = sorted(
+                set(self.history_hosts) | set(pretrained_meta.get("hosts", []))
+            )
+            self.elements = sorted(set(self.elements) | set(pretrained_meta.get("elements", [])))
 
     # ----------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from jobflow import Flow, run_locally
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 from typer.testing import CliRunner
 
 from definet_flows.cli import app
@@ -46,50 +46,6 @@ EMT_SETTINGS = {"force_field": "EMT", "fmax": 0.05, "max_steps": 200}
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A tiny DefiNet trained for 20 epochs on synthetic MoS2 pairs (a few seconds)."""
-    import torch
-
-    from definet.data.graphs import GraphSettings, structure_to_graph
-    from definet.data.markers import mark_defects, pristine_supercell
-    from definet.nn import DefiNetConfig
-    from definet.train import TrainConfig, Trainer
-    from tests.model.conftest import make_defect_pair, mos2_unit_cell
-
-    torch.manual_seed(0)
-    graph = GraphSettings(cutoff=4.0, max_neighbors=12)
-    graphs = []
-    for seed in range(4):
-        unrelaxed, relaxed = make_defect_pair(n=3, seed=seed)
-        ideal = pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice)
-        g = structure_to_graph(mark_defects(unrelaxed, ideal), graph, relaxed=relaxed)
-        g.host, g.atoms_id = "MoS2_test", f"s{seed}"
-        graphs.append(g)
-    config = TrainConfig(
-        out_dir=str(tmp_path_factory.mktemp("tiny-definet")),
-        graph=graph,
-        batch_size=2,
-        lr=5e-3,
-        epochs=20,
-        early_stop_patience=100,
-        ema_decay=0.0,
-        threads=1,
-        model=DefiNetConfig(hidden=8, num_layers=1, num_rbf=4, cutoff=4.0),
-    )
-    return Trainer(config, graphs[:3], graphs[3:], progress=False).fit()
-
-
-@pytest.fixture(scope="session")
-def cu_cif(tmp_path_factory) -> Path:
-    """Conventional fcc Cu cell (4 atoms) as a CIF: a host from a structure file."""
-    path = tmp_path_factory.mktemp("hosts") / "Cu.cif"
-    Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).to(
-        filename=str(path)
-    )
-    return path
 
 
 def cu_spec(cu_cif: Path, checkpoint: Path, store: Path, **overrides) -> ValidationSpec:

@@ -50,21 +50,37 @@ def parse_supercell(spec: str | Sequence[int] | Sequence[Sequence[int]] | np.nda
 
 
 def detect_supercell(unit_cell: Structure, lattice: Lattice) -> np.ndarray:
-    """Integer matrix M with ``lattice ~ M @ unit_cell.lattice`` in the plane (c kept 1x).
+    """Integer matrix M with ``lattice ~ M @ unit_cell.lattice``.
 
-    Works for the diagonal in-plane supercells of the DefiNet set (8x8x1, 6x6x1) and any
-    supercell whose in-plane vectors are integer combinations of the unit cell's.
+    Bulk (3D) supercells are detected whole. For 2D hosts, whose supercells may reset c
+    (the high-density DefiNet set uses c = 20 A), only the in-plane rows must be integer and
+    c is kept 1x: this covers the DefiNet set (8x8x1, 6x6x1) and any supercell whose in-plane
+    vectors are integer combinations of the unit cell's.
     """
     inv = np.linalg.inv(unit_cell.lattice.matrix)
     matrix = lattice.matrix @ inv
     rounded = np.round(matrix)
+    if not _is_slab(unit_cell):
+        if np.abs(matrix - rounded).max() > 0.05 or round(abs(np.linalg.det(rounded))) < 1:
+            raise HostMismatchError(
+                f"cell {lattice.abc} is not an integer supercell of the bulk host cell "
+                f"{unit_cell.lattice.abc}"
+            )
+        return rounded.astype(int)
     rounded[2] = [0, 0, 1]  # c is set separately (vacuum), never repeated
     if np.abs(matrix[:2] - rounded[:2]).max() > 0.05:
         raise HostMismatchError(
             f"cell {lattice.abc} is not an integer supercell of the host cell "
-            f"{unit_cell.lattice.abc} in the plane"
+            f"{unit_cell.lattice.abc}"
         )
     return rounded.astype(int)
+
+
+def _is_slab(unit_cell: Structure, min_gap: float = 7.0) -> bool:
+    """Whether the cell has a vacuum gap of at least ``min_gap`` A along c (a 2D host)."""
+    z = np.sort(unit_cell.frac_coords[:, 2] % 1.0)
+    gaps = np.diff(np.concatenate([z, [z[0] + 1.0]])) * unit_cell.lattice.c
+    return bool(gaps.max() >= min_gap)
 
 
 def pristine_supercell(
