@@ -129,7 +129,9 @@ def stage_validate(
     if len(jobs) == 1:
         _validate_shard(jobs[0])
     elif jobs:
-        with mp.get_context("spawn").Pool(len(jobs)) as pool:
+        from definet_flows.generate import single_threaded_children
+
+        with single_threaded_children(), mp.get_context("spawn").Pool(len(jobs)) as pool:
             pool.map(_validate_shard, jobs)
     sha = file_sha256(checkpoint)
     return [make_key(e.defect_id, engine.name, engine.settings_hash, sha) for e in entries]

@@ -209,7 +209,7 @@ class RelaxEngine(MSONable):
         How to run, never part of the key. ``forcefield``: none. ``vasp``: ``vasp_cmd``
         (default atomate2's ``VASP_CMD``). ``cp2k``: ``cp2k_cmd`` (full command, overrides
         the next two), ``cp2k_binary`` (default ``cp2k.psmp``, else ``cp2k.popt``),
-        ``mpi_procs`` (default 2 where ``mpirun`` exists, else 1; run with
+        ``mpi_procs`` (default $DEFINET_CP2K_MPI_PROCS, else 2 where ``mpirun`` exists, else 1; run with
         ``OMP_NUM_THREADS=1``).
     """
 
@@ -414,7 +414,8 @@ class RelaxEngine(MSONable):
         binary = self.run_options.get("cp2k_binary") or next(
             (b for b in ("cp2k.psmp", "cp2k.popt") if shutil.which(b)), "cp2k.psmp"
         )
-        procs = int(self.run_options.get("mpi_procs", 2 if shutil.which("mpirun") else 1))
+        default = os.environ.get("DEFINET_CP2K_MPI_PROCS", 2 if shutil.which("mpirun") else 1)
+        procs = int(self.run_options.get("mpi_procs", default))
         if procs > 1:
             allow_root = " --allow-run-as-root" if os.geteuid() == 0 else ""
             return f"mpirun{allow_root} -np {procs} {binary}"

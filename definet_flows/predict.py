@@ -27,21 +27,16 @@ __all__ = ["DefiNetPredictMaker", "DefiNetPredictionDoc", "checkpoint_path", "di
 
 
 def checkpoint_path(checkpoint: str | Path | None) -> Path:
-    """Return the checkpoint file: ``checkpoint``, or the shipped default weights when None.
+    """Return the checkpoint file: a path, a shipped weights name, or the default when None.
 
     Raises
     ------
     FileNotFoundError
-        If the file does not exist (or the package ships no default weights).
+        If the file does not exist (or the package ships no such weights).
     """
-    if checkpoint is None:
-        from definet.predict import default_checkpoint
+    from definet.predict import resolve_checkpoint
 
-        return default_checkpoint()
-    path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"DefiNet checkpoint not found: {path}")
-    return path.resolve()
+    return resolve_checkpoint(checkpoint).resolve()
 
 
 def displacements(start: Structure, predicted: Structure) -> np.ndarray:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from definet.checkpoint import file_sha256, load_model
 from definet.data.dataset import load_split
-from definet.predict import default_checkpoint
+from definet.predict import resolve_checkpoint
 from definet.train import evaluate_graphs
 
 TABLE_COLUMNS = ("n", "mae", "dummy_mae", "ratio", "local_mae_3A", "displacement_error")
@@ -22,7 +22,7 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict:
     """``{"hosts": {...}, "overall": {...}, "checkpoint": ..., "split": ...}`` for one split."""
-    checkpoint = Path(checkpoint) if checkpoint else default_checkpoint()
+    checkpoint = resolve_checkpoint(checkpoint)
     model, graph_settings, _ = load_model(checkpoint)
     graphs = load_split(
         data_root, split, settings=graph_settings, hosts=hosts, skip_bad=skip_bad, progress=progress

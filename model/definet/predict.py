@@ -36,6 +36,32 @@ def default_checkpoint() -> Path:
     return DEFAULT_CHECKPOINT
 
 
+def shipped_names() -> list[str]:
+    """Names of the weights shipped in the package (``definet-default``, ``definet-chgnet``)."""
+    return sorted(p.stem for p in DEFAULT_CHECKPOINT.parent.glob("*.pt"))
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """A checkpoint file, a shipped weights name (e.g. ``definet-chgnet``) or None (default).
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither a file nor a shipped name; the message lists the shipped names.
+    """
+    if checkpoint is None:
+        return default_checkpoint()
+    path = Path(checkpoint).expanduser()
+    if path.is_file():
+        return path
+    shipped = DEFAULT_CHECKPOINT.with_name(f"{checkpoint}.pt")
+    if not path.suffix and "/" not in str(checkpoint) and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(
+        f"DefiNet checkpoint not found: {path} (shipped weights: {', '.join(shipped_names())})"
+    )
+
+
 class Predictor:
     """Relaxed structures from DefiNet in one forward pass.
 
@@ -48,7 +74,7 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto") -> None:
-        self.checkpoint = Path(checkpoint) if checkpoint else default_checkpoint()
+        self.checkpoint = resolve_checkpoint(checkpoint)
         self.device = pick_device(device)
         self.model, self.graph_settings, self.metadata = load_model(self.checkpoint)
         self.model.to(self.device)

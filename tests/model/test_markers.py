@@ -85,6 +85,27 @@ def test_supercell_parsing_and_detection() -> None:
     assert detect_supercell(unit, big.lattice).tolist() == np.diag([6, 6, 1]).tolist()
 
 
+def test_bulk_supercells_are_detected_whole() -> None:
+    from pymatgen.core import Lattice, Structure
+
+    from definet.data.markers import HostMismatchError
+
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+    prim = si.get_primitive_structure()
+    matrix = [[2, 1, 0], [0, 3, 0], [1, 0, 2]]  # not diagonal, repeats along c
+    big = prim.copy()
+    big.make_supercell(matrix)
+    assert detect_supercell(prim, big.lattice).tolist() == matrix
+    ideal = pristine_supercell(prim, lattice=big.lattice)
+    assert len(ideal) == len(big) == 2 * 12  # det = 12
+    with pytest.raises(HostMismatchError, match="bulk host"):
+        detect_supercell(prim, Lattice.cubic(7.0))
+    # a 2D host whose c was reset (vacuum) is still repeated in the plane only
+    unit = mos2_unit_cell(c=14.879)
+    reset = Lattice.hexagonal(unit.lattice.a * 4, 29.758)  # c = 2x the unit cell's
+    assert detect_supercell(unit, reset).tolist() == np.diag([4, 4, 1]).tolist()
+
+
 def test_c_reset_keeps_cartesian_coordinates() -> None:
     unit = mos2_unit_cell(c=14.879)
     ideal20 = pristine_supercell(unit * (1, 1, 1), "3x3x1")

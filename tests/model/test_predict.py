@@ -149,3 +149,16 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "error:" in result.output and "Traceback" not in result.output
+
+
+def test_shipped_weights_resolve_by_name(tmp_path: Path) -> None:
+    from definet.predict import DEFAULT_CHECKPOINT, resolve_checkpoint, shipped_names
+
+    assert resolve_checkpoint(None) == DEFAULT_CHECKPOINT
+    assert "definet-default" in shipped_names()
+    assert resolve_checkpoint("definet-default") == DEFAULT_CHECKPOINT
+    own = tmp_path / "mine.pt"
+    own.write_bytes(b"x")
+    assert resolve_checkpoint(own) == own
+    with pytest.raises(FileNotFoundError, match="shipped weights: .*definet-default"):
+        resolve_checkpoint("definet-nope")
