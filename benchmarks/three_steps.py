@@ -97,7 +97,11 @@ def _validate_shard(args: tuple) -> dict:
     spec_fields, entries, work_dir = args
     torch.set_num_threads(1)
     return run_validation(
-        ValidationSpec(**spec_fields), progress=False, entries=entries, work_dir=work_dir
+        ValidationSpec(**spec_fields),
+        progress=False,
+        entries=entries,
+        work_dir=work_dir,
+        build_summaries=False,
     )
 
 
@@ -133,8 +137,17 @@ def stage_validate(
 
         with single_threaded_children(), mp.get_context("spawn").Pool(len(jobs)) as pool:
             pool.map(_validate_shard, jobs)
+    from definet_flows.results import build_summaries
+    from definet_flows.stores import summary_store
+
+    build_summaries(results, summary_store(results))  # once, for `definet results --summary`
     sha = file_sha256(checkpoint)
     return [make_key(e.defect_id, engine.name, engine.settings_hash, sha) for e in entries]
+
+
+def _rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
 def _size_bin(n_sites: int) -> str:
@@ -284,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="parallel processes")
     parser.add_argument("--checkpoint", type=Path, help="DefiNet weights (default: see above)")
     parser.add_argument("--store", help="results store (default runs/three-steps[-smoke]/store)")
+    parser.add_argument("--plan", type=Path, help=f"smoke plan (default {SMOKE_PLAN.name})")
+    parser.add_argument("--out", type=Path, help="directory of the table and plots")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.smoke:
@@ -291,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = args.checkpoint or SHIPPED_FT
         card = json.loads(checkpoint.with_suffix(".json").read_text())
         seen = set(card.get("training_ids", []))
-        plan_path = SMOKE_PLAN
-        entries = held_out_entries(SMOKE_PLAN, None, seen)
+        plan_path = args.plan or SMOKE_PLAN
+        entries = held_out_entries(plan_path, None, seen)
     else:
         store = args.store or str(ROOT / "runs/three-steps/store")
         dataset = ROOT / "runs/three-steps/dataset"
@@ -312,14 +327,18 @@ def main(argv: list[str] | None = None) -> int:
             if Path(checkpoint).is_relative_to(ROOT)
             else checkpoint
         ),
-        plan=str(plan_path.relative_to(ROOT)),
+        plan=str(
+            plan_path.resolve().relative_to(ROOT)
+            if plan_path.resolve().is_relative_to(ROOT)
+            else plan_path
+        ),
         wall_time_s=time.perf_counter() - start,
     )
-    out = OUT if not args.smoke else OUT / "smoke"
+    out = args.out or (OUT / "smoke" if args.smoke else OUT)
     plots = plot(summary, docs, out)
     (out / "table.md").write_text(markdown(summary) + "\n")
     print(markdown(summary))
-    print("plots: " + ", ".join(str(p.relative_to(ROOT)) for p in plots))
+    print("plots: " + ", ".join(_rel(p) for p in plots))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2, default=str))

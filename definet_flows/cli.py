@@ -90,7 +90,10 @@ def train(
 def evaluate(
     data_root: Annotated[Path, typer.Option(help="dataset root (official layout or .tar.gz)")],
     split: Annotated[str, typer.Option(help="train, val or test")] = "test",
-    checkpoint: Annotated[Path | None, typer.Option(help="file or shipped name (definet-chgnet); default: the shipped model")] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="file or shipped name (definet-chgnet); default: the shipped model"),
+    ] = None,
     host: Annotated[list[str] | None, typer.Option(help="only these host folders")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write results here")] = None,
     skip_bad: Annotated[bool, typer.Option(help="skip unreadable pairs, report them")] = False,
@@ -114,7 +117,10 @@ def predict(
     host_cell: Annotated[Path | None, typer.Option(help="host unit cell")] = None,
     supercell: Annotated[str | None, typer.Option(help="e.g. 8x8x1; detected when omitted")] = None,
     pristine: Annotated[Path | None, typer.Option(help="pristine supercell instead")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="file or shipped name (definet-chgnet); default: the shipped model")] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="file or shipped name (definet-chgnet); default: the shipped model"),
+    ] = None,
     batch_size: int = 32,
 ) -> None:
     """Predict relaxed structures and write them as CIFs."""

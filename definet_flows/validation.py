@@ -463,6 +463,7 @@ def run_validation(
     work_dir: str | Path | None = None,
     keep_job_outputs: bool | None = None,
     entries: Sequence[DefectEntry] | None = None,
+    build_summaries: bool = True,
     **maker_options: Any,
 ) -> dict[str, Any]:
     """Run the validation of ``spec`` locally and return its summary.
@@ -495,6 +496,9 @@ def run_validation(
     entries
         Ready-made defects to validate instead of those the spec generates (the spec
         still gives the engine, weights and store).
+    build_summaries
+        Run the summary builder over the store at the end (leave it to one process when
+        several validate into the same embedded store at once).
     **maker_options
         More :class:`ValidationFlowMaker` fields (``predict_chunk``, ``rmsd_tol``, ...).
 
@@ -538,7 +542,7 @@ def run_validation(
                 if not keep_job_outputs and not _is_prediction(part):
                     _forget(jobstore, part)
         _remove_empty_job_dirs(Path(work_dir))
-    summary = validation_summary(store, meta["keys"])
+    summary = validation_summary(store, meta["keys"], build=build_summaries)
     summary.update(
         n_requested=len(meta["keys"]),
         n_run=len(meta["pending"]),
