@@ -11,8 +11,9 @@ Full run (each stage resumes where it stopped; run it again after an interruptio
 3. finetune: fine-tune the shipped DFT-trained DefiNet on train/val
    (``workflows/train/definet-chgnet-finetune.yaml``, ``definet train``);
 4. validate: run the validation flow on every test-split defect (never seen in training):
-   CHGNet relaxes each from the unrelaxed and from the DefiNet start with the same optimizer,
-   fmax and step cap (``run_validation``);
+   CHGNet relaxes each from the DefiNet start with the same optimizer, fmax and step cap as
+   the relaxation from the unrelaxed start made in stage 1, which is reused, not repeated
+   (``run_validation(unrelaxed_results=...)``);
 5. report: median/mean/p90 steps from both starts, share within 3 steps, by host, defect
    count and system size, with plots in ``benchmarks/results/three_steps/``.
 
@@ -65,26 +66,29 @@ def stage_finetune() -> Path:
     return ROOT / TrainConfig.from_yaml(FINETUNE).out_dir / "best.pt"
 
 
-def held_out_entries(plan_path: Path, store: str | None, exclude: set[str]) -> list:
-    """Test-split defects of the plan's pairs store, or (smoke) the plan's fresh defects."""
+def held_out_entries(plan_path: Path, store: str | None, exclude: set[str]) -> tuple[list, dict]:
+    """Test-split defects of the plan's pairs store, or (smoke) the plan's fresh defects.
+
+    Returns the defects and, for the stored ones, their relaxation from the unrelaxed start
+    (the same engine and settings: reused by the validation instead of relaxing again).
+    """
     from definet_flows.export import assign_split
     from definet_flows.generate import GenerationPlan, RelaxedPairDoc, pairs_store
     from definet_flows.stores import open_store
 
     plan = GenerationPlan.from_yaml(plan_path)
     if store is None:  # smoke: defects made now, minus any the fine-tuning saw
-        return [e for e in plan.entries() if e.defect_id not in exclude]
+        return [e for e in plan.entries() if e.defect_id not in exclude], {}
     pairs = pairs_store(open_store(store))
     pairs.connect()
     try:
         docs = [RelaxedPairDoc(**d) for d in pairs.query({"status": "completed"})]
     finally:
         pairs.close()
-    return [
-        d.entry
-        for d in docs
-        if assign_split(d.defect_id, SPLIT) == "test" and d.defect_id not in exclude
+    held = [
+        d for d in docs if assign_split(d.defect_id, SPLIT) == "test" and d.defect_id not in exclude
     ]
+    return [d.entry for d in held], {d.defect_id: d.relax_result() for d in held}
 
 
 def _validate_shard(args: tuple) -> dict:
@@ -94,19 +98,20 @@ def _validate_shard(args: tuple) -> dict:
     from definet_flows.spec import ValidationSpec
     from definet_flows.validation import run_validation
 
-    spec_fields, entries, work_dir = args
+    spec_fields, entries, known, work_dir = args
     torch.set_num_threads(1)
     return run_validation(
         ValidationSpec(**spec_fields),
         progress=False,
         entries=entries,
+        unrelaxed_results=known,
         work_dir=work_dir,
         build_summaries=False,
     )
 
 
 def stage_validate(
-    entries: list, plan_path: Path, checkpoint: Path, store: str, workers: int
+    entries: list, known: dict, plan_path: Path, checkpoint: Path, store: str, workers: int
 ) -> list[str]:
     """Validate ``entries`` from both starts; return their ValidationDoc keys."""
     from definet.checkpoint import file_sha256
@@ -128,7 +133,15 @@ def stage_validate(
     results.connect()  # create the database before the workers open it
     results.close()
     shards = [entries[i::workers] for i in range(workers)]
-    jobs = [(fields, shard, str(Path(store) / f"jobs-{i}")) for i, shard in enumerate(shards)]
+    jobs = [
+        (
+            fields,
+            shard,
+            {e.defect_id: known[e.defect_id] for e in shard if e.defect_id in known},
+            str(Path(store) / f"jobs-{i}"),
+        )
+        for i, shard in enumerate(shards)
+    ]
     jobs = [j for j in jobs if j[1]]
     if len(jobs) == 1:
         _validate_shard(jobs[0])
@@ -307,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         card = json.loads(checkpoint.with_suffix(".json").read_text())
         seen = set(card.get("training_ids", []))
         plan_path = args.plan or SMOKE_PLAN
-        entries = held_out_entries(plan_path, None, seen)
+        entries, known = held_out_entries(plan_path, None, seen)
     else:
         store = args.store or str(ROOT / "runs/three-steps/store")
         dataset = ROOT / "runs/three-steps/dataset"
@@ -315,9 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         stage_export(store, dataset)
         checkpoint = args.checkpoint or stage_finetune()
         plan_path = PLAN
-        entries = held_out_entries(PLAN, store, set())
+        entries, known = held_out_entries(PLAN, store, set())
     print(f"validating {len(entries)} unseen defects with {checkpoint}", flush=True)
-    keys = stage_validate(entries, plan_path, checkpoint, store, args.workers)
+    keys = stage_validate(entries, known, plan_path, checkpoint, store, args.workers)
     docs = load_docs(store, keys)
     summary = summarize_docs(docs)
     summary.update(

@@ -129,6 +129,25 @@ class RelaxedPairDoc(BaseModel):
             relaxed_structure=None if result is None else result.final_structure,
         )
 
+    def relax_result(self) -> RelaxResult:
+        """The stored relaxation as a RelaxResult (e.g. to reuse it as a validation's
+        unrelaxed start); ValueError for a failed document."""
+        r = self.relaxation
+        if self.status != "completed" or self.relaxed_structure is None:
+            raise ValueError(f"relaxed pair {self.key} failed: no relaxation to reuse")
+        return RelaxResult(
+            engine=self.engine,
+            settings=self.engine_settings,
+            settings_hash=self.settings_hash,
+            n_ionic_steps=r.n_ionic_steps,
+            energy=r.energy,
+            energy_per_atom=r.energy_per_atom,
+            max_force=r.max_force,
+            converged=r.converged,
+            final_structure=self.relaxed_structure,
+            wall_time_s=r.wall_time_s,
+        )
+
 
 @job
 def store_relaxed_pair(

@@ -292,6 +292,7 @@ class ValidationFlowMaker(Maker):
         self,
         host: str | Path | Structure | None = None,
         entries: Sequence[DefectEntry] | None = None,
+        unrelaxed_results: dict[str, RelaxResult] | None = None,
     ) -> Flow:
         """Make the validation flow.
 
@@ -301,6 +302,10 @@ class ValidationFlowMaker(Maker):
             Host name, structure file or Structure (defects made by ``defect_maker``).
         entries
             Ready-made defects instead of ``host``.
+        unrelaxed_results
+            defect_id -> relaxation from the unrelaxed start already done with this engine
+            and these settings (e.g. by ``definet generate``): used instead of relaxing
+            again. A result with other settings raises ValueError.
 
         Returns
         -------
@@ -325,6 +330,13 @@ class ValidationFlowMaker(Maker):
             e.defect_id: make_key(e.defect_id, engine.name, engine.settings_hash, sha)
             for e in entries
         }
+        known = dict(unrelaxed_results or {})
+        for defect_id, result in known.items():
+            if result.settings_hash != engine.settings_hash:
+                raise ValueError(
+                    f"unrelaxed result of {defect_id} was made with other engine settings "
+                    f"({result.settings_hash[:12]} != {engine.settings_hash[:12]})"
+                )
         done = self.finished() if self.skip_finished else set()
         pending = [e for e in entries if keys[e.defect_id] not in done]
         store = self._store()
@@ -338,13 +350,15 @@ class ValidationFlowMaker(Maker):
             jobs.append(Flow([predict], output=predict.output, name=predict.name))
             for i, entry in enumerate(chunk):
                 label = _label(entry)
-                relax_u = self.relax_maker.make(entry.defect_structure)
-                relax_u.append_name(f" {label} from unrelaxed")
+                relax_u = None
+                if entry.defect_id not in known:
+                    relax_u = self.relax_maker.make(entry.defect_structure)
+                    relax_u.append_name(f" {label} from unrelaxed")
                 relax_p = self.relax_maker.make(predict.output.structures[i])
                 relax_p.append_name(f" {label} from predicted")
                 doc = store_validation_doc(
                     entry,
-                    relax_u.output,
+                    relax_u.output if relax_u is not None else known[entry.defect_id],
                     relax_p.output,
                     predict.output.structures[i],
                     predict.output.time_per_structure_s,
@@ -358,9 +372,8 @@ class ValidationFlowMaker(Maker):
                 )
                 doc.name = f"validation doc {label}"
                 doc.config.on_missing_references = OnMissing.NONE
-                jobs.append(
-                    Flow([relax_u, relax_p, doc], output=doc.output, name=f"validate {label}")
-                )
+                parts = [j for j in (relax_u, relax_p, doc) if j is not None]
+                jobs.append(Flow(parts, output=doc.output, name=f"validate {label}"))
                 outputs.append(doc.output)
         return Flow(
             jobs,
@@ -391,15 +404,21 @@ class ValidationFlowMaker(Maker):
 
 
 def build_validation_flow(
-    spec: ValidationSpec, entries: Sequence[DefectEntry] | None = None, **kwargs: Any
+    spec: ValidationSpec,
+    entries: Sequence[DefectEntry] | None = None,
+    unrelaxed_results: dict[str, RelaxResult] | None = None,
+    **kwargs: Any,
 ) -> Flow:
     """Return the validation Flow of ``spec`` (finished defects left out).
 
-    ``entries``: ready-made defects instead of the spec's (e.g. a held-out set); ``kwargs``
-    go to :class:`ValidationFlowMaker` (e.g. ``retry_failed=True``).
+    ``entries``: ready-made defects instead of the spec's (e.g. a held-out set);
+    ``unrelaxed_results``: see :meth:`ValidationFlowMaker.make`; ``kwargs`` go to
+    :class:`ValidationFlowMaker` (e.g. ``retry_failed=True``).
     """
     maker = ValidationFlowMaker.from_spec(spec, **kwargs)
-    return maker.make(entries=entries) if entries is not None else maker.make(spec.host)
+    if entries is not None:
+        return maker.make(entries=entries, unrelaxed_results=unrelaxed_results)
+    return maker.make(spec.host, unrelaxed_results=unrelaxed_results)
 
 
 # -- running it --------------------------------------------------------------------------------
@@ -464,6 +483,7 @@ def run_validation(
     keep_job_outputs: bool | None = None,
     entries: Sequence[DefectEntry] | None = None,
     build_summaries: bool = True,
+    unrelaxed_results: dict[str, RelaxResult] | None = None,
     **maker_options: Any,
 ) -> dict[str, Any]:
     """Run the validation of ``spec`` locally and return its summary.
@@ -496,6 +516,9 @@ def run_validation(
     entries
         Ready-made defects to validate instead of those the spec generates (the spec
         still gives the engine, weights and store).
+    unrelaxed_results
+        Relaxations from the unrelaxed start already made with the same engine settings
+        (defect_id -> RelaxResult), reused instead of relaxing again.
     build_summaries
         Run the summary builder over the store at the end (leave it to one process when
         several validate into the same embedded store at once).
@@ -515,7 +538,9 @@ def run_validation(
 
     start = time.perf_counter()
     store = spec.results_store()
-    flow = build_validation_flow(spec, entries, retry_failed=retry_failed, **maker_options)
+    flow = build_validation_flow(
+        spec, entries, unrelaxed_results, retry_failed=retry_failed, **maker_options
+    )
     meta = flow.metadata
     if meta["pending"]:
         if work_dir is None:

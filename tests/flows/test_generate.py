@@ -262,3 +262,43 @@ def test_cli_export_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(app, ["export", "--store", str(tmp_path / "nope"), "--out", "x"])
     assert result.exit_code == 1
     assert "results store not found" in result.output
+
+
+def test_validation_reuses_stored_unrelaxed_relaxations(generated, tiny_checkpoint, tmp_path):
+    from definet_flows.spec import ValidationSpec
+    from definet_flows.validation import build_validation_flow, run_validation
+
+    plan, store_dir, _ = generated
+    docs = [RelaxedPairDoc(**d) for d in stored_pairs(store_dir)]
+    entries = [d.entry for d in docs[:2]]
+    known = {d.defect_id: d.relax_result() for d in docs[:2]}
+    spec = ValidationSpec(
+        host=plan.sets[0]["host"],
+        engine="forcefield",
+        engine_settings=EMT,
+        checkpoint=str(tiny_checkpoint),
+        store=str(tmp_path / "results"),
+    )
+    flow = build_validation_flow(spec, entries, known)
+    names = [j.name for part in flow.jobs for j in _jobs(part)]
+    assert not any("from unrelaxed" in n for n in names)
+    assert sum("from predicted" in n for n in names) >= 2
+    summary = run_validation(spec, progress=False, entries=entries, unrelaxed_results=known)
+    assert summary["n_defects"] == 2 and summary["n_failed"] == 0
+    results = open_store(tmp_path / "results")
+    results.connect()
+    stored = {d["defect_id"]: d for d in results.query()}
+    results.close()
+    for d in docs[:2]:
+        assert stored[d.defect_id]["from_unrelaxed"]["n_ionic_steps"] == d.relaxation.n_ionic_steps
+        assert stored[d.defect_id]["from_unrelaxed"]["energy"] == pytest.approx(d.relaxation.energy)
+    other = dict(EMT, fmax=0.01)
+    with pytest.raises(ValueError, match="other engine settings"):
+        build_validation_flow(spec.model_copy(update={"engine_settings": other}), entries, known)
+
+
+def _jobs(flow_or_job):
+    jobs = getattr(flow_or_job, "jobs", None)
+    if jobs is None:
+        return [flow_or_job]
+    return [j for sub in jobs for j in _jobs(sub)]
