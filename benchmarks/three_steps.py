@@ -82,7 +82,8 @@ def held_out_entries(plan_path: Path, store: str | None, exclude: set[str]) -> t
     pairs = pairs_store(open_store(store))
     pairs.connect()
     try:
-        docs = [RelaxedPairDoc(**d) for d in pairs.query({"status": "completed"})]
+        query = {"status": "completed", "relaxation.converged": True}  # as exported
+        docs = [RelaxedPairDoc(**d) for d in pairs.query(query)]
     finally:
         pairs.close()
     held = [

@@ -53,6 +53,9 @@ def export(
     val: Annotated[float, typer.Option(help="fraction in val.csv")] = 0.1,
     test: Annotated[float, typer.Option(help="fraction in test.csv")] = 0.1,
     seed: Annotated[int, typer.Option(help="seed of the split hash")] = 0,
+    include_unconverged: Annotated[
+        bool, typer.Option(help="also export relaxations that hit the step cap")
+    ] = False,
 ) -> None:
     """Write the stored relaxed pairs as <out>/<host>/{train,val,test}.csv + CIF/ pairs.
 
@@ -73,7 +76,7 @@ def export(
     the_store.connect()
     try:
         counts = export_pairs(
-            pairs_from_store(the_store, criteria),
+            pairs_from_store(the_store, criteria, converged_only=not include_unconverged),
             out,
             {"train": train, "val": val, "test": test},
             seed=seed,

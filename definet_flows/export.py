@@ -75,8 +75,13 @@ def _plain(structure: Structure) -> Structure:
     return s
 
 
-def pairs_from_store(store: Any, criteria: dict | None = None) -> Iterable[RelaxedPair]:
+def pairs_from_store(
+    store: Any, criteria: dict | None = None, converged_only: bool = True
+) -> Iterable[RelaxedPair]:
     """Completed pairs of a connected store of RelaxedPairDocs or ValidationDocs.
+
+    Relaxations that hit the step cap end away from a minimum: they are left out unless
+    ``converged_only`` is False.
 
     A ValidationDoc gives its unrelaxed structure and the relaxation from it (stored only
     with ``store_structures=True``). The host unit cell is the one stored with a
@@ -90,8 +95,12 @@ def pairs_from_store(store: Any, criteria: dict | None = None) -> Iterable[Relax
         if "relaxed_structure" in doc:  # RelaxedPairDoc
             unrelaxed = doc["entry"]["structure"]
             relaxed = doc["relaxed_structure"]
+            converged = doc["relaxation"]["converged"]
         else:  # ValidationDoc
             unrelaxed, relaxed = doc.get("unrelaxed_structure"), doc.get("final_from_unrelaxed")
+            converged = doc["from_unrelaxed"]["converged"]
+        if converged_only and not converged:
+            continue
         if unrelaxed is None or relaxed is None:
             continue
         host = doc["host"]

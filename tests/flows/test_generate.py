@@ -302,3 +302,17 @@ def _jobs(flow_or_job):
     if jobs is None:
         return [flow_or_job]
     return [j for sub in jobs for j in _jobs(sub)]
+
+
+def test_export_leaves_out_relaxations_that_hit_the_cap(generated):
+    from maggma.stores import MemoryStore
+
+    _, store_dir, _ = generated
+    docs = stored_pairs(store_dir)
+    docs[0]["relaxation"]["converged"] = False
+    memory = MemoryStore("pairs", key="key")
+    memory.connect()
+    memory.update([{k: v for k, v in d.items() if k != "_id"} for d in docs])
+    kept = {p.atoms_id for p in pairs_from_store(memory)}
+    assert len(kept) == len(docs) - 1 and docs[0]["defect_id"] not in kept
+    assert len(list(pairs_from_store(memory, converged_only=False))) == len(docs)
