@@ -316,3 +316,21 @@ def test_export_leaves_out_relaxations_that_hit_the_cap(generated):
     kept = {p.atoms_id for p in pairs_from_store(memory)}
     assert len(kept) == len(docs) - 1 and docs[0]["defect_id"] not in kept
     assert len(list(pairs_from_store(memory, converged_only=False))) == len(docs)
+
+
+def test_export_removes_a_rigid_drift_of_the_relaxed_structure(generated, tmp_path):
+    from definet.data.dataset import read_structure
+
+    _, store_dir, _ = generated
+    store = pairs_store(open_store(store_dir))
+    store.connect()
+    pair = next(iter(pairs_from_store(store)))
+    store.close()
+    drifted = pair.relaxed.copy()
+    drifted.translate_sites(range(len(drifted)), [1.3, -0.7, 2.1], frac_coords=False)
+    moved = type(pair)(pair.atoms_id, pair.host, pair.unit_cell, pair.unrelaxed, drifted)
+    export_pairs([moved], tmp_path / "dataset", {"train": 1.0})
+    written = read_structure(
+        tmp_path / "dataset" / pair.host / "CIF" / f"{pair.atoms_id}_relaxed.cif"
+    )
+    assert same_sites(written.cart_coords, pair.relaxed, tol=1e-4)
