@@ -240,7 +240,10 @@ def export_pairs(
             cell_path = out / f"{UNIT_CELL_STEMS.get(pair.host, pair.host)}.cif"
             if cell_path.is_file():
                 old = Structure.from_file(cell_path)
-                if not old.lattice == pair.unit_cell.lattice or len(old) != len(pair.unit_cell):
+                same_cell = np.allclose(  # CIF keeps lengths and angles, not orientation
+                    old.lattice.parameters, pair.unit_cell.lattice.parameters, atol=1e-4
+                )
+                if not same_cell or len(old) != len(pair.unit_cell):
                     raise ValueError(
                         f"{cell_path}: holds another unit cell of {pair.host}; export to "
                         "another directory"

@@ -334,3 +334,19 @@ def test_export_removes_a_rigid_drift_of_the_relaxed_structure(generated, tmp_pa
         tmp_path / "dataset" / pair.host / "CIF" / f"{pair.atoms_id}_relaxed.cif"
     )
     assert same_sites(written.cart_coords, pair.relaxed, tol=1e-4)
+
+
+def test_export_again_into_the_same_root_with_a_rotated_cell(tmp_path):
+    """CIFs keep lengths and angles, not the orientation: a re-export must still match."""
+    from definet_flows.export import RelaxedPair
+    from definet_flows.hosts import load_host
+
+    unit = load_host("Si").structure  # fcc primitive: CIF reading rotates it
+    supercell = unit * (2, 2, 2)
+    pair = RelaxedPair("si-0", "Si", unit, supercell, supercell)
+    export_pairs([pair], tmp_path, {"train": 1.0})
+    counts = export_pairs([pair], tmp_path, {"train": 1.0})
+    assert counts == {"Si": {"train": 1}}
+    other = RelaxedPair("si-1", "Si", unit * (1, 1, 2), supercell, supercell)
+    with pytest.raises(ValueError, match="holds another unit cell of Si"):
+        export_pairs([other], tmp_path, {"train": 1.0})
