@@ -54,9 +54,11 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     path = Path(checkpoint).expanduser()
     if path.is_file():
         return path
-    shipped = DEFAULT_CHECKPOINT.with_name(f"{checkpoint}.pt")
-    if not path.suffix and "/" not in str(checkpoint) and shipped.is_file():
-        return shipped
+    name = str(checkpoint)
+    if not path.suffix and "/" not in name and "\\" not in name:
+        shipped = DEFAULT_CHECKPOINT.with_name(f"{name}.pt")
+        if shipped.is_file():
+            return shipped
     raise FileNotFoundError(
         f"DefiNet checkpoint not found: {path} (shipped weights: {', '.join(shipped_names())})"
     )

@@ -162,3 +162,5 @@ def test_shipped_weights_resolve_by_name(tmp_path: Path) -> None:
     assert resolve_checkpoint(own) == own
     with pytest.raises(FileNotFoundError, match="shipped weights: .*definet-default"):
         resolve_checkpoint("definet-nope")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: /no/such.pt"):
+        resolve_checkpoint("/no/such.pt")
