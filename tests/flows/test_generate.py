@@ -350,3 +350,16 @@ def test_export_again_into_the_same_root_with_a_rotated_cell(tmp_path):
     other = RelaxedPair("si-1", "Si", unit * (1, 1, 2), supercell, supercell)
     with pytest.raises(ValueError, match="holds another unit cell of Si"):
         export_pairs([other], tmp_path, {"train": 1.0})
+
+
+def test_cli_generate_runs_and_resumes(cu_cif, tmp_path):
+    plan = write_plan(tmp_path / "plan.yaml", cu_cif, tmp_path / "store", n=2)
+    runner = CliRunner()
+    args = ["generate", "--plan", str(plan), "--quiet", "--json", str(tmp_path / "g.json")]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "2 relaxed now" in first.output and "2 completed, 0 failed" in first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "0 relaxed now, 2 already stored" in again.output
+    missing = runner.invoke(app, ["generate", "--plan", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 1 and "generation plan not found" in missing.output
