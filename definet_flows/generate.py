@@ -219,6 +219,14 @@ class RelaxedPairsFlowMaker(Maker):
         finally:
             self.store.close()
 
+    def pending(self, entries: Sequence[DefectEntry]) -> list[DefectEntry]:
+        """The defects still to relax (all of them without ``skip_finished``)."""
+        if not self.skip_finished:
+            return list(entries)
+        engine = self.relax_maker.engine
+        done = self.finished()
+        return [e for e in entries if pair_key(e.defect_id, engine) not in done]
+
     def make(self, entries: Sequence[DefectEntry]) -> Flow:
         """One sub-flow per pending defect: [relax, store doc]; metadata ``keys``/``pending``."""
         if self.store is None:
@@ -227,8 +235,7 @@ class RelaxedPairsFlowMaker(Maker):
         if self.relax_maker.check:
             engine.check_available()
         keys = {e.defect_id: pair_key(e.defect_id, engine) for e in entries}
-        done = self.finished() if self.skip_finished else set()
-        pending = [e for e in entries if keys[e.defect_id] not in done]
+        pending = self.pending(entries)
         parts = []
         for entry in pending:
             label = f"{'+'.join(entry.defect_names)} [{entry.defect_id[:8]}]"
@@ -273,22 +280,12 @@ class GenerationPlan(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> GenerationPlan:
         """Read a plan; errors name the file and the field (``sets[i].field`` for a set)."""
-        import yaml
+        from definet_flows.spec import _describe, read_yaml_mapping
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"generation plan not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping with 'sets', got {type(raw).__name__}")
+        raw = read_yaml_mapping(path, "generation plan", "a mapping with 'sets'")
         try:
             plan = cls(**raw)
         except ValidationError as exc:
-            from definet_flows.spec import _describe
-
             raise ValueError(f"{path}: {_describe(exc)}") from None
         plan.specs(source=str(path))  # every set is checked now
         return plan
@@ -411,12 +408,10 @@ def run_generation(
         unit_cells=plan.unit_cells(),
     )
     entries = plan.entries()
-    meta = maker.make(entries).metadata
+    pending = maker.pending(entries)
     work_dir = Path(work_dir or Path(plan.store) / "jobs")
     work_dir.mkdir(parents=True, exist_ok=True)
-    pending = set(meta["pending"])
-    engine_key = {e.defect_id: pair_key(e.defect_id, engine) for e in entries}
-    parts = [(maker, e, str(work_dir)) for e in entries if engine_key[e.defect_id] in pending]
+    parts = [(maker, e, str(work_dir)) for e in pending]
     if parts:
         _run_all(parts, workers, progress)
     for path in work_dir.glob("job_*"):  # jobs that wrote no files
@@ -424,14 +419,14 @@ def run_generation(
             path.rmdir()
     store.connect()
     try:
-        wanted = set(meta["keys"])
+        wanted = {pair_key(e.defect_id, engine) for e in entries}
         docs = [d for d in store.query(properties=["key", "status"]) if d["key"] in wanted]
     finally:
         store.close()
     return {
-        "n_requested": len(meta["keys"]),
-        "n_run": len(meta["pending"]),
-        "n_skipped": meta["n_skipped"],
+        "n_requested": len(entries),
+        "n_run": len(pending),
+        "n_skipped": len(entries) - len(pending),
         "n_completed": sum(d["status"] == "completed" for d in docs),
         "n_failed": sum(d["status"] == "failed" for d in docs),
         "store": plan.store,

@@ -185,17 +185,7 @@ class ValidationSpec(BaseModel):
             Unreadable YAML, not a mapping, or invalid fields; the message names the file
             and every offending field.
         """
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"validation spec not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of spec fields, got {type(raw).__name__}")
+        raw = read_yaml_mapping(path, "validation spec", "a mapping of spec fields")
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
@@ -250,6 +240,22 @@ class ValidationSpec(BaseModel):
         from definet_flows.stores import open_store
 
         return open_store(self.store)
+
+
+def read_yaml_mapping(path: str | Path, what: str, expected: str) -> dict[str, Any]:
+    """The mapping in a YAML file; errors name the file (``what`` when it is missing)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected {expected}, got {type(raw).__name__}")
+    return raw
 
 
 def _describe(exc: ValidationError) -> str:
