@@ -10,8 +10,11 @@ import torch
 
 from definet.data.graphs import GraphSettings
 from definet.nn import DefiNet, DefiNetConfig
+from definet.nn.routed import DensityRoutedDefiNet
 
 FORMAT_VERSION = 1
+#: ``kind`` of a checkpoint holding several models routed by defect density.
+ROUTED_KIND = "definet-routed"
 
 
 class CheckpointError(ValueError):
@@ -49,6 +52,34 @@ def model_payload(
     }
 
 
+def routed_payload(
+    members: list[dict[str, Any]],
+    max_defect_fraction: list[float],
+    metadata: dict | None = None,
+) -> dict[str, Any]:
+    """One checkpoint of several model payloads, served by :class:`DensityRoutedDefiNet`.
+
+    ``members`` are :func:`model_payload` dicts from the lowest to the highest defect density;
+    they must share graph settings (one graph per structure serves every member).
+    """
+    settings = [m["graph_settings"] for m in members]
+    if any(s != settings[0] for s in settings):
+        raise CheckpointError(
+            f"members of a routed checkpoint differ in graph settings: {settings}"
+        )
+    DensityRoutedDefiNet(  # checks member count against bounds, ascending bounds
+        [DefiNet(DefiNetConfig(**m["model_config"])) for m in members], max_defect_fraction
+    )
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": ROUTED_KIND,
+        "graph_settings": settings[0],
+        "members": members,
+        "max_defect_fraction": [float(f) for f in max_defect_fraction],
+        "metadata": metadata or {},
+    }
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint dict safely, with a clear error for corrupt or foreign files."""
     path = Path(path)
@@ -68,16 +99,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_model(path: str | Path) -> tuple[DefiNet, GraphSettings, dict[str, Any]]:
-    """Model (eval mode), graph settings and metadata from a model or training checkpoint."""
+def _definet_from_payload(payload: dict[str, Any]) -> DefiNet:
+    model = DefiNet(DefiNetConfig(**payload["model_config"]))
+    model.load_state_dict(payload.get("ema_state_dict") or payload["state_dict"])
+    return model
+
+
+def load_model(
+    path: str | Path,
+) -> tuple[DefiNet | DensityRoutedDefiNet, GraphSettings, dict[str, Any]]:
+    """Model (eval mode), graph settings and metadata from a model, routed or training checkpoint."""
     payload = read_checkpoint(path)
     try:
-        config = DefiNetConfig(**payload["model_config"])
         graph = GraphSettings(**payload["graph_settings"])
-        state = payload.get("ema_state_dict") or payload["state_dict"]
-        model = DefiNet(config)
-        model.load_state_dict(state)
-    except (KeyError, TypeError, RuntimeError) as exc:
+        if payload.get("kind") == ROUTED_KIND:
+            model = DensityRoutedDefiNet(
+                [_definet_from_payload(m) for m in payload["members"]],
+                payload["max_defect_fraction"],
+            )
+        else:
+            model = _definet_from_payload(payload)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: checkpoint does not fit the DefiNet model ({exc})") from exc
     model.eval()
     return model, graph, payload.get("metadata", {})

@@ -51,6 +51,8 @@ class TrainConfig:
     max_hours: float | None = None
     grad_clip: float = 10.0
     ema_decay: float = 0.999
+    schedule: str = "plateau"
+    warmup_steps: int = 0
     plateau_factor: float = 0.5
     plateau_patience: int = 3
     min_lr: float = 1e-5
@@ -75,7 +77,12 @@ class TrainConfig:
         raw = dict(raw)
         raw["model"] = DefiNetConfig(**raw.get("model", {}))
         raw["graph"] = GraphSettings(**raw.get("graph", {}))
-        return cls(**raw)
+        config = cls(**raw)
+        if config.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
+        if config.schedule == "cosine" and not config.max_steps:
+            raise ValueError("schedule 'cosine' needs max_steps (the length of the decay)")
+        return config
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -98,6 +105,21 @@ class TrainConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: Learning-rate schedules: ``plateau`` halves on stalled validation MAE; ``cosine`` decays from
+#: ``lr`` to ``min_lr`` over ``max_steps`` (after ``warmup_steps`` of linear warm-up).
+SCHEDULES = ("plateau", "cosine")
+
+
+def cosine_lr(step: int, config: TrainConfig) -> float:
+    """Learning rate at ``step`` of a cosine schedule: a pure function of the step, so resuming
+    (or extending ``max_steps``) needs no scheduler state."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    total = max(1, (config.max_steps or 1) - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / total)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
 
 
 def pick_device(name: str) -> torch.device:
@@ -168,6 +190,11 @@ class Trainer:
             from definet.checkpoint import load_model
 
             pretrained, _, pretrained_meta = load_model(config.init_from)
+            if not isinstance(pretrained, DefiNet):
+                raise ValueError(
+                    f"init_from: {config.init_from} routes between several models; fine-tune "
+                    "from one of them (e.g. the training checkpoint named in its model card)"
+                )
             self.model.load_state_dict(pretrained.state_dict())
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.optimizer = torch.optim.AdamW(
@@ -258,7 +285,8 @@ class Trainer:
     def validate(self) -> dict:
         result = evaluate_graphs(self.ema.module, self.val_graphs, device=self.device)
         val_mae = result["overall"]["mae"]
-        self.scheduler.step(val_mae)
+        if self.config.schedule == "plateau":
+            self.scheduler.step(val_mae)
         improved = val_mae < self.best_val
         if improved:
             self.best_val = val_mae
@@ -311,6 +339,9 @@ class Trainer:
                 if i < self.batch_in_epoch:
                     continue  # resuming mid-epoch: skip what was already trained on
                 start = time.perf_counter()
+                if c.schedule == "cosine":
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = cosine_lr(self.step, c)
                 batch = batch.to(self.device)
                 loss = coordinate_loss(predict_batch(self.model, batch), batch)
                 self.optimizer.zero_grad(set_to_none=True)

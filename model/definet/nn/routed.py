@@ -1,0 +1,87 @@
+"""Several DefiNets behind one forward: each structure goes to the member for its defect density.
+
+The shipped model pairs a joint DefiNet (trained on both densities of the DefiNet set) with one
+fine-tuned on the high-density hosts only. A structure whose fraction of defect sites (markers
+other than pristine, vacancy nodes included) is at most ``max_defect_fraction[k]`` goes to member
+``k``; the last member takes everything above. Routing is per structure inside a batch, so a
+mixed batch gives the same coordinates as running every structure on its own member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
+from definet.data.markers import PRISTINE
+from definet.nn.definet import DefiNet
+
+
+class DensityRoutedDefiNet(nn.Module):
+    """Routes each structure of a batch to one of several :class:`DefiNet` members.
+
+    Parameters
+    ----------
+    members
+        DefiNets, from the lowest to the highest defect density they serve.
+    max_defect_fraction
+        Upper bound (inclusive) of the defect fraction of each member but the last, ascending.
+    """
+
+    def __init__(self, members: Sequence[DefiNet], max_defect_fraction: Sequence[float]) -> None:
+        super().__init__()
+        if len(members) < 2 or len(max_defect_fraction) != len(members) - 1:
+            raise ValueError(
+                f"{len(members)} members need {len(members) - 1} defect-fraction bounds, "
+                f"got {len(max_defect_fraction)}"
+            )
+        if list(max_defect_fraction) != sorted(max_defect_fraction):
+            raise ValueError(f"defect-fraction bounds must ascend: {list(max_defect_fraction)}")
+        self.members = nn.ModuleList(members)
+        self.register_buffer(
+            "max_defect_fraction", torch.tensor(list(max_defect_fraction), dtype=torch.float64)
+        )
+        self.config = members[0].config  # embedding limits (max_z, num_markers) are shared
+
+    def route(self, marker: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """Index of the member serving each structure, shape (num_graphs,)."""
+        defect = (marker != PRISTINE).to(torch.float64)
+        fraction = scatter(defect, batch, dim=0, dim_size=num_graphs, reduce="mean")
+        return torch.bucketize(fraction, self.max_defect_fraction.to(fraction.device))
+
+    def forward(
+        self,
+        z: Tensor,
+        marker: Tensor,
+        pos: Tensor,
+        edge_index: Tensor,
+        edge_shift: Tensor,
+        batch: Tensor | None = None,
+        num_graphs: int | None = None,
+    ) -> Tensor:
+        """Relaxed coordinates (N, 3); the arguments are those of :meth:`DefiNet.forward`."""
+        if batch is None:
+            batch = torch.zeros_like(z)
+        num_graphs = num_graphs or int(batch.max()) + 1
+        node_member = self.route(marker, batch, num_graphs)[batch]
+        out = pos.to(self.members[0].embed_z.weight.dtype).clone()
+        for k, member in enumerate(self.members):
+            nodes = node_member == k
+            if not bool(nodes.any()):
+                continue
+            # edges never cross structures, so an edge is kept when its target is
+            edges = nodes[edge_index[1]]
+            new_index = torch.cumsum(nodes, 0) - 1
+            graphs, sub_batch = torch.unique(batch[nodes], return_inverse=True)
+            out[nodes] = member(
+                z[nodes],
+                marker[nodes],
+                pos[nodes],
+                new_index[edge_index[:, edges]],
+                edge_shift[edges],
+                sub_batch,
+                len(graphs),
+            )
+        return out
