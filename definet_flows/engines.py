@@ -87,6 +87,7 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
         "fmax": 0.05,  # MAX_FORCE = RMS_FORCE = fmax (converted to Ha/Bohr); MAX_DR/RMS_DR off
         "max_steps": 100,  # GEO_OPT MAX_ITER (evaluations <= max_steps + 1)
         "optimizer": "BFGS",
+        "trust_radius": 0.25,  # Bohr, largest BFGS step (CP2K's default; atomate2 uses 0.1)
         "xc": "PBE",
         "basis": "DZVP-MOLOPT-SR-GTH",
         "potential": "GTH-PBE",
@@ -381,7 +382,7 @@ class RelaxEngine(MSONable):
                 "rms_force": fmax_au,
                 "max_drift": 1.0,  # Bohr: displacement criteria off, force criterion only
                 "rms_drift": 1.0,
-                "trust_radius": 0.1,
+                "trust_radius": float(s["trust_radius"]),
             },
             **s["input_updates"],
         }

@@ -1,12 +1,18 @@
 """Ship a trained checkpoint in the package, with its model card.
 
-    python scripts/ship_model.py runs/definet-joint/best.pt [--config workflows/train/definet-joint.yaml]
+    python scripts/ship_model.py checkpoints/definet-joint/best.pt \
+        --high-density checkpoints/definet-high-density/best.pt \
+        --high-density-config workflows/train/definet-high-density.yaml
     python scripts/ship_model.py runs/three-steps/finetune/best.pt --name definet-chgnet \
         --config workflows/train/definet-chgnet-finetune.yaml --ids-from runs/three-steps/dataset
 
-Copies the EMA weights to ``model/definet/weights/definet-default.pt`` and writes the model card
-``definet-default.json`` / ``definet-default.md`` beside it: data and split, hyper-parameters,
-parameter count, training wall time and hardware, validation metrics per host, licence.
+Copies the EMA weights to ``model/definet/weights/<name>.pt`` and writes the model card
+``<name>.json`` / ``<name>.md`` beside it: data and split, hyper-parameters, parameter count,
+training wall time and hardware, validation metrics per host, licence. With
+``--high-density`` the shipped file routes each structure by its defect fraction (see
+:class:`definet.nn.DensityRoutedDefiNet`): up to ``--max-low-density-fraction`` to the first
+checkpoint, above it to the high-density one; the card's validation is then measured on the
+val split of ``--data-root`` with the routed model.
 """
 
 from __future__ import annotations
@@ -16,22 +22,98 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from definet.checkpoint import file_sha256, load_model, model_payload, read_checkpoint, save_atomic
+from definet.checkpoint import (
+    file_sha256,
+    load_model,
+    model_payload,
+    read_checkpoint,
+    routed_payload,
+    save_atomic,
+)
 from definet.predict import DEFAULT_CHECKPOINT
 
 DATA_CITATION = (
     "DefiNet dataset, Ziduo Yang and Lei Shen, Zenodo record 14027373, licence CC BY 4.0; "
     "Yang et al., npj Comput. Mater. 2025, doi:10.1038/s41524-025-01728-w"
 )
+#: Largest defect fraction of the low-density set: 3 vacancies + 3 substitutions of 192 sites.
+LOW_DENSITY_MAX_FRACTION = 6 / 192
+
+
+def member_card(checkpoint: str, config_path: str) -> dict[str, Any]:
+    """Training facts of one trained checkpoint (``best.pt`` beside its ``last.pt``)."""
+    _, _, meta = load_model(checkpoint)
+    last = Path(checkpoint).with_name("last.pt")
+    seconds = read_checkpoint(last)["elapsed"] if last.exists() else meta["train_seconds"]
+    return {
+        "checkpoint": checkpoint,
+        "training_config": yaml.safe_load(Path(config_path).read_text()),
+        "train_command": f"definet train --config {config_path}",
+        "n_parameters": meta["n_parameters"],
+        "n_train": meta["n_train"],
+        "n_val": meta["n_val"],
+        "hosts": meta["hosts"],
+        "elements_seen": meta["elements"],
+        "steps": meta["steps"],
+        "epochs": meta["epochs"],
+        "training_wall_hours": round(seconds / 3600, 2),
+        "validation": meta["validation"],
+    }
+
+
+def routed_validation(path: Path, data_root: str) -> dict:
+    """Validation figures of a shipped (routed) checkpoint on the val split."""
+    from definet.data.dataset import load_split
+    from definet.train import evaluate_graphs
+
+    model, graph, _ = load_model(path)
+    return evaluate_graphs(model, load_split(data_root, "val", settings=graph, progress=False))
+
+
+def validation_table(validation: dict) -> str:
+    rows = [
+        f"| {h} | {r['n']} | {r['mae']:.4f} | {r['dummy_mae']:.4f} | {r['ratio']:.3f} | "
+        f"{r['local_mae_3A']:.4f} |"
+        for h, r in validation["hosts"].items()
+    ]
+    o = validation["overall"]
+    return "\n".join(
+        [
+            "| host | n | MAE | do-nothing MAE | ratio | local MAE 3 A |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            f"| **overall** | {o['n']} | {o['mae']:.4f} | {o['dummy_mae']:.4f} | "
+            f"{o['ratio']:.3f} | {o['local_mae_3A']:.4f} |",
+            "",
+            f"Mean of the per-host ratios: {o['mean_host_ratio']:.3f}.",
+        ]
+    )
+
+
+def training_lines(member: dict, hardware: str) -> str:
+    hyper = {k: v for k, v in member["training_config"].items() if k not in ("model", "graph")}
+    return (
+        f"`{member['train_command']}`; {member['n_train']} training structures, "
+        f"{member['steps']} steps ({member['epochs']} full epochs), "
+        f"{member['training_wall_hours']:.2f} h of training on {hardware}.\n"
+        f"  Hyper-parameters: `{json.dumps(hyper)}`."
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--config", default="workflows/train/definet-joint.yaml")
+    parser.add_argument("--high-density", help="checkpoint serving high defect densities")
+    parser.add_argument(
+        "--high-density-config", default="workflows/train/definet-high-density.yaml"
+    )
+    parser.add_argument("--max-low-density-fraction", type=float, default=LOW_DENSITY_MAX_FRACTION)
+    parser.add_argument("--data-root", default="../shared/data/definet-dataset")
     parser.add_argument("--hardware", default=f"{os.cpu_count()}-core CPU ({platform.machine()})")
     parser.add_argument("--name", default="definet-default", help="weights file stem")
     parser.add_argument("--data", default=DATA_CITATION, help="what it was trained on")
@@ -44,30 +126,51 @@ def main() -> None:
         "--ids-from", help="dataset root: record its train+val ids (never validate on them)"
     )
     args = parser.parse_args()
+
+    members = [member_card(args.checkpoint, args.config)]
     model, graph, meta = load_model(args.checkpoint)
     payload = model_payload(model, graph, metadata=meta)
+    if args.high_density:
+        members.append(member_card(args.high_density, args.high_density_config))
+        high, high_graph, high_meta = load_model(args.high_density)
+        meta = {
+            "hosts": sorted(set(meta["hosts"]) | set(high_meta["hosts"])),
+            "elements": sorted(set(meta["elements"]) | set(high_meta["elements"])),
+            "members": [m["checkpoint"] for m in members],
+        }
+        payload = routed_payload(
+            [payload, model_payload(high, high_graph, metadata=high_meta)],
+            [args.max_low_density_fraction],
+            metadata=meta,
+        )
     path = save_atomic(payload, DEFAULT_CHECKPOINT.with_name(f"{args.name}.pt"))
-    config = yaml.safe_load(Path(args.config).read_text())
-    last = Path(args.checkpoint).with_name("last.pt")
-    hours = (read_checkpoint(last)["elapsed"] if last.exists() else meta["train_seconds"]) / 3600
+    validation = (
+        routed_validation(path, args.data_root) if args.high_density else meta["validation"]
+    )
+    if args.high_density:
+        payload["metadata"]["validation"] = validation
+        save_atomic(payload, path)
+
     card = {
         "name": args.name,
         "checkpoint_sha256": file_sha256(path),
         "data": args.data,
         "split": args.split,
-        "training_config": config,
-        "train_command": f"definet train --config {args.config}",
-        "n_parameters": meta["n_parameters"],
-        "n_train": meta["n_train"],
-        "n_val": meta["n_val"],
+        "hardware": args.hardware,
+        "n_parameters": sum(m["n_parameters"] for m in members),
         "hosts": meta["hosts"],
         "elements_seen": meta["elements"],
-        "steps": meta["steps"],
-        "epochs": meta["epochs"],
-        "training_wall_hours": round(hours, 2),
-        "hardware": args.hardware,
-        "validation": meta["validation"],
+        "validation": validation,
     }
+    if len(members) == 1:
+        card |= {k: v for k, v in members[0].items() if k not in ("checkpoint", "validation")}
+    else:
+        card["routing"] = {
+            "rule": "fraction of defect sites (vacancy nodes included) <= max_defect_fraction "
+            "-> members[0], else members[1]",
+            "max_defect_fraction": args.max_low_density_fraction,
+        }
+        card["members"] = members
     if args.ids_from:
         card["training_ids"] = sorted(
             line.strip()
@@ -78,32 +181,34 @@ def main() -> None:
         )
     card_json = path.with_suffix(".json")
     card_json.write_text(json.dumps(card, indent=2))
-    rows = "\n".join(
-        f"| {h} | {r['n']} | {r['mae']:.4f} | {r['dummy_mae']:.4f} | {r['ratio']:.3f} | "
-        f"{r['local_mae_3A']:.4f} |"
-        for h, r in meta["validation"]["hosts"].items()
-    )
-    o = meta["validation"]["overall"]
+
+    c = model.config
+    if len(members) == 1:
+        training = f"- **Training**: {training_lines(members[0], args.hardware)}"
+    else:
+        f = args.max_low_density_fraction
+        training = (
+            f"- **Routing**: one file, two DefiNets. A structure whose fraction of defect sites "
+            f"(vacancy nodes included) is at most {f:.4f} (the low-density set's largest, "
+            f"{round(f * 192)} of 192) goes to member 1, anything denser to member 2.\n"
+            f"- **Member 1** (`{members[0]['checkpoint']}`, both densities, all hosts): "
+            f"{training_lines(members[0], args.hardware)}\n"
+            f"- **Member 2** (`{members[1]['checkpoint']}`, member 1 fine-tuned on the six "
+            f"high-density hosts): {training_lines(members[1], args.hardware)}"
+        )
     md = f"""# DefiNet model `{args.name}.pt`
 
 - **Data**: {args.data}.
-- **Split**: {card["split"]}.
-- **Architecture**: DefiNet, hidden {model.config.hidden}, {model.config.num_layers} layers,
-  {model.config.num_rbf} radial functions, graph cutoff {graph.cutoff} A with at most
-  {graph.max_neighbors} neighbours; {meta["n_parameters"]:,} parameters.
-- **Training**: `{card["train_command"]}`; {meta["n_train"]} training structures,
-  {meta["steps"]} steps ({meta["epochs"]} full epochs), {hours:.2f} h of training on {args.hardware}.
-  Hyper-parameters: `{json.dumps({k: v for k, v in config.items() if k not in ("model", "graph")})}`.
+- **Split**: {args.split}.
+- **Architecture**: DefiNet, hidden {c.hidden}, {c.num_layers} layers,
+  {c.num_rbf} radial functions, graph cutoff {graph.cutoff} A with at most
+  {graph.max_neighbors} neighbours; {card["n_parameters"]:,} parameters in all.
+{training}
 - **Checkpoint sha256**: `{card["checkpoint_sha256"]}`
 
 ## Validation (val split; coordinate MAE in angstrom, vacancy nodes excluded)
 
-| host | n | MAE | do-nothing MAE | ratio | local MAE 3 A |
-|---|---|---|---|---|---|
-{rows}
-| **overall** | {o["n"]} | {o["mae"]:.4f} | {o["dummy_mae"]:.4f} | {o["ratio"]:.3f} | {o["local_mae_3A"]:.4f} |
-
-Mean of the per-host ratios: {o["mean_host_ratio"]:.3f}.
+{validation_table(validation)}
 """
     path.with_suffix(".md").write_text(md)
     print(f"shipped {path} ({path.stat().st_size / 1e6:.1f} MB), card {card_json}")

@@ -138,3 +138,15 @@ def test_config_yaml_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("batch_sise: 4\n")
     with pytest.raises(ValueError, match="bad.yaml.*batch_sise"):
         TrainConfig.from_yaml(bad)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[2] / "workflows/train").glob("*.yaml"))
+)
+def test_shipped_training_configs_parse(path: Path) -> None:
+    """Every config in workflows/train parses; a tracked init_from checkpoint is a real one."""
+    config = TrainConfig.from_yaml(path)
+    if config.init_from and config.init_from.startswith(("checkpoints/", "model/")):
+        root = Path(__file__).resolve().parents[2]
+        model, _, _ = load_model(root / config.init_from)
+        assert model.config.hidden == config.model.hidden
