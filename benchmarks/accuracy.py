@@ -94,7 +94,7 @@ def chgnet_side(
             "n": len(rows),
             "mae": float(np.mean([r["mae"] for r in rows])),
             "s_per_structure": float(np.mean([r["seconds"] for r in rows])),
-            "ids": [g.atoms_id for g in items[:per_host]],
+            "ids": [g.atoms_id for g in done],
         }
     return out
 
