@@ -483,7 +483,9 @@ def _vasp_handlers() -> list[ErrorHandler]:
 # -- parsing task documents ------------------------------------------------------------------
 
 
-def relax_result_from_task_doc(doc: Any, engine: RelaxEngine | None = None) -> RelaxResult:
+def relax_result_from_task_doc(
+    doc: Any, engine: RelaxEngine | None = None, initial: Structure | None = None
+) -> RelaxResult:
     """Read the result of a relaxation from an engine's atomate2 task document.
 
     Parameters
@@ -494,6 +496,9 @@ def relax_result_from_task_doc(doc: Any, engine: RelaxEngine | None = None) -> R
         The engine that made it: its name and settings go into the result. When None, the
         engine is inferred from the document type and the settings are those the document
         records (force criterion, step cap, ...), which may be fewer than the engine's.
+    initial : Structure or None
+        The structure the relaxation started from. VASP and CP2K input sets sort the sites
+        by element; given ``initial``, the final structure is put back in its site order.
 
     Returns
     -------
@@ -507,6 +512,8 @@ def relax_result_from_task_doc(doc: Any, engine: RelaxEngine | None = None) -> R
     fields, recorded = parse(doc, engine)
     settings = engine.settings if engine is not None else recorded
     structure = fields.pop("final_structure")
+    if initial is not None:
+        structure = in_site_order(structure, _engine_input_structure(doc), initial)
     return RelaxResult(
         engine=kind,
         settings=settings,
@@ -661,13 +668,68 @@ def _cp2k_geo_opt_section(cp2k_input: Any) -> dict[str, float]:
     return values
 
 
+def _engine_input_structure(doc: Any) -> Structure | None:
+    """The structure as the engine received it (its site order), where the document has it."""
+    calcs = getattr(doc, "calcs_reversed", None) or []
+    for source in (getattr(doc, "input", None), *(getattr(c, "input", None) for c in calcs[-1:])):
+        structure = getattr(source, "structure", None)
+        if structure is not None:
+            return structure
+    return None
+
+
+def in_site_order(
+    final: Structure, engine_input: Structure | None, initial: Structure
+) -> Structure:
+    """``final`` with its sites in the order of ``initial``.
+
+    ``engine_input`` (the start as the engine saw it, same site order as ``final``) is matched
+    site by site to ``initial`` by species and position (periodic, 0.01 A), which gives the
+    permutation to undo. Without it, ``final`` must already be in ``initial``'s order.
+
+    Raises
+    ------
+    ValueError
+        The structures cannot be matched (different atoms, or no engine input to match by).
+    """
+    species = [site.species_string for site in initial]
+    if engine_input is None:
+        if [site.species_string for site in final] != species:
+            raise ValueError(
+                "the engine returned the sites in another order and its task document has no "
+                "input structure to map them back"
+            )
+        return final
+    if len(engine_input) != len(initial) or len(final) != len(initial):
+        raise ValueError(
+            f"the engine relaxed {len(engine_input)} sites, the start has {len(initial)}"
+        )
+    dist = engine_input.lattice.get_all_distances(initial.frac_coords, engine_input.frac_coords)
+    order = dist.argmin(axis=1)
+    matched = (
+        len(set(order.tolist())) == len(order)
+        and float(dist[np.arange(len(order)), order].max()) < 0.01
+        and [engine_input[j].species_string for j in order] == species
+    )
+    if not matched:
+        raise ValueError("the engine's input structure does not match the start site by site")
+    return Structure(
+        final.lattice,
+        [final[j].species for j in order],
+        [final[j].frac_coords for j in order],
+        site_properties={k: [v[j] for j in order] for k, v in final.site_properties.items()},
+    )
+
+
 # -- jobflow glue ----------------------------------------------------------------------------
 
 
 @job
-def relax_result_job(doc: Any, engine: RelaxEngine) -> RelaxResult:
+def relax_result_job(
+    doc: Any, engine: RelaxEngine, initial: Structure | None = None
+) -> RelaxResult:
     """Jobflow job: read a relax job's task document into a :class:`RelaxResult`."""
-    return relax_result_from_task_doc(doc, engine=engine)
+    return relax_result_from_task_doc(doc, engine=engine, initial=initial)
 
 
 @dataclass
@@ -691,7 +753,7 @@ class EngineRelaxMaker(Maker):
     def make(self, structure: Structure, prev_dir: str | Path | None = None) -> Flow:
         """Make the flow: [engine relax job, parse job]; its output is a RelaxResult."""
         relax = self.engine.make_maker(check=self.check).make(structure, prev_dir=prev_dir)
-        parse = relax_result_job(relax.output, self.engine)
+        parse = relax_result_job(relax.output, self.engine, structure)
         parse.name = f"{self.name} result"
         return Flow([relax, parse], output=parse.output, name=self.name)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -307,9 +308,10 @@ class ValidationDoc(BaseModel):
         ref = getattr(from_unrelaxed, "final_structure", None)
         definet_mae = baseline_mae = None
         if ref is not None:
-            baseline_mae = coordinate_mae(entry.structure, ref)
-            if predicted_structure is not None:
-                definet_mae = coordinate_mae(predicted_structure, ref)
+            with suppress(ValueError):  # a failed document is stored whatever the structures
+                baseline_mae = coordinate_mae(entry.structure, ref)
+                if predicted_structure is not None:
+                    definet_mae = coordinate_mae(predicted_structure, ref)
         return cls(
             key=make_key(entry.defect_id, engine, settings_hash, checkpoint_sha256),
             defect_id=entry.defect_id,

@@ -27,6 +27,7 @@ from definet_flows.engines import (
     EngineRelaxMaker,
     RelaxEngine,
     RelaxResult,
+    in_site_order,
     make_relax_maker,
     relax_result_from_task_doc,
     settings_hash,
@@ -73,7 +74,8 @@ def hbn_al_b() -> Structure:
     )
     structure = unit * (2, 2, 1)
     structure.replace(0, "Al")
-    return structure
+    # N first: CP2K and VASP input sets would list Al, B, N, so the order must be restored
+    return Structure.from_sites(sorted(structure, key=lambda site: site.specie.symbol != "N"))
 
 
 def _run(job_or_flow, tmp_path: Path):
@@ -430,6 +432,10 @@ def test_cp2k_relax_of_hbn_substitution(hbn_al_b, tmp_path):
     assert recorded["fmax"] == pytest.approx(0.05)
     final = result.final_structure
     assert np.allclose(final.lattice.matrix, hbn_al_b.lattice.matrix)  # cell fixed
+    # CP2K lists atoms by kind (Al, B, N); the result is back in the order of the start
+    assert [s.species_string for s in final] == [s.species_string for s in hbn_al_b]
+    moved = final.lattice.get_all_distances(final.frac_coords, hbn_al_b.frac_coords).diagonal()
+    assert moved.max() < 0.5
     # Al is larger than B: its three N neighbours move out
     al = next(i for i, site in enumerate(hbn_al_b) if site.specie.symbol == "Al")
     al_final = next(i for i, site in enumerate(final) if site.specie.symbol == "Al")
@@ -452,3 +458,23 @@ def test_cp2k_step_cap_returns_unconverged(hbn_al_b, tmp_path):
     assert not result.converged  # returned, not failed by custodian's validator
     assert result.n_ionic_steps == 2  # initial structure + MAX_ITER (1) step
     assert result.max_force > 0.05
+
+
+def test_final_structure_is_put_back_in_the_start_order(hbn_al_b):
+    """VASP/CP2K input sets sort sites by element; results follow the start's order."""
+    engine_input = hbn_al_b.get_sorted_structure()
+    assert [s.species_string for s in engine_input] != [s.species_string for s in hbn_al_b]
+    final = engine_input.copy()
+    final.translate_sites(list(range(len(final))), [0.02, 0.0, 0.0], frac_coords=False)
+    back = in_site_order(final, engine_input, hbn_al_b)
+    assert [s.species_string for s in back] == [s.species_string for s in hbn_al_b]
+    shift = back.cart_coords - hbn_al_b.cart_coords
+    assert np.allclose(shift, [0.02, 0.0, 0.0], atol=1e-8)
+    # same order already and no engine input: unchanged
+    assert in_site_order(hbn_al_b, None, hbn_al_b) is hbn_al_b
+    with pytest.raises(ValueError, match="no input structure"):
+        in_site_order(final, None, hbn_al_b)
+    other = hbn_al_b.copy()
+    other.replace(1, "C")
+    with pytest.raises(ValueError, match="does not match the start"):
+        in_site_order(final, engine_input, other)

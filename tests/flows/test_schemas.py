@@ -58,3 +58,22 @@ def test_from_results_rejects_mixed_engines(mos2_entries, fake_result, displace)
     b = fake_result(4, -100.0, relaxed, settings_hash="other")
     with pytest.raises(ValueError, match="same engine"):
         ValidationDoc.from_results(entry, a, b, "ab" * 32)
+
+
+def test_results_in_another_site_order_still_give_a_document(mos2_entries, fake_result, displace):
+    """A result the document cannot compare (sites in another order) is stored as failed,
+    never lost: from_failure must not raise on it."""
+    from pymatgen.core import Structure
+
+    from definet_flows.validation import _validation_doc
+
+    entry = next(e for e in mos2_entries if len(e.defects) == 2)
+    relaxed = displace(entry.structure, 0.05, seed=1)
+    sorted_relaxed = Structure.from_sites(sorted(relaxed, key=lambda s: s.specie.symbol != "S"))
+    assert [s.species_string for s in sorted_relaxed] != [s.species_string for s in relaxed]
+    a = fake_result(40, -100.0, sorted_relaxed)
+    b = fake_result(4, -100.0, relaxed)
+    engine = type("E", (), {"name": "fake", "settings": {}, "settings_hash": "0123abcd"})()
+    doc = _validation_doc(entry, a, b, relaxed, 0.1, "ab" * 32, engine, 0.1, 0.01, True)
+    assert doc.status == "failed" and "species order" in doc.error
+    assert doc.from_unrelaxed.n_ionic_steps == 40 and doc.from_predicted.n_ionic_steps == 4
