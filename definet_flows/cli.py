@@ -235,6 +235,12 @@ def validate(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary, indent=2, default=str))
         console.print(f"wrote {json_out}")
+    if summary["not_stored"]:
+        console.print(
+            f"[red]error: {len(summary['not_stored'])} defect(s) ran but were not stored "
+            "(see the log above); a rerun repeats them[/red]"
+        )
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -567,10 +567,12 @@ def run_validation(
                 if not keep_job_outputs and not _is_prediction(part):
                     _forget(jobstore, part)
         _remove_empty_job_dirs(Path(work_dir))
+    not_stored = _not_stored(store, meta["pending"])
     summary = validation_summary(store, meta["keys"], build=build_summaries)
     summary.update(
         n_requested=len(meta["keys"]),
         n_run=len(meta["pending"]),
+        not_stored=not_stored,
         n_skipped=meta["n_skipped"],
         checkpoint=meta["checkpoint"],
         checkpoint_sha256=meta["checkpoint_sha256"],
@@ -581,6 +583,17 @@ def run_validation(
         wall_time_s=time.perf_counter() - start,
     )
     return summary
+
+
+def _not_stored(store: Store, pending: Sequence[str]) -> list[str]:
+    """Keys that ran but have no document (their store job crashed); logged as errors."""
+    from definet_flows.stores import finished_keys, writing
+
+    with writing(store):
+        missing = sorted(set(pending) - finished_keys(store, {"key": {"$in": list(pending)}}))
+    for key in missing:
+        logger.error("defect %s ran but no document was stored; it will run again", key)
+    return missing
 
 
 def _is_prediction(part: Flow) -> bool:

@@ -355,6 +355,39 @@ def test_crashed_relaxation_is_stored_as_failed(cu_cif, tiny_checkpoint, tmp_pat
     assert fixed["n_failed"] == 0 and len(stored(store_dir)) == spec.n
 
 
+def test_a_crashed_store_job_is_reported_not_hidden(cu_cif, tiny_checkpoint, tmp_path, monkeypatch):
+    import definet_flows.validation as validation
+
+    spec = cu_spec(cu_cif, tiny_checkpoint, tmp_path / "store", n=2)
+    real = validation._validation_doc
+    victim = spec_entries(spec)[1].defect_id
+
+    def crash_on_victim(entry, *args, **kwargs):
+        if entry.defect_id == victim:
+            raise RuntimeError("store job crashed")
+        return real(entry, *args, **kwargs)
+
+    monkeypatch.setattr(validation, "_validation_doc", crash_on_victim)
+    summary = run_validation(spec, progress=False)
+    assert [k.split(":")[0] for k in summary["not_stored"]] == [victim]
+    assert {d["defect_id"] for d in stored(tmp_path / "store")} == {spec_entries(spec)[0].defect_id}
+    result = CliRunner().invoke(
+        app, ["validate", "--spec", str(_spec_file(spec, tmp_path)), "--quiet"]
+    )
+    assert result.exit_code == 1 and "not stored" in result.output
+    monkeypatch.setattr(validation, "_validation_doc", real)
+    again = run_validation(spec, progress=False)  # the missing defect runs again
+    assert again["n_run"] == 1 and again["not_stored"] == []
+
+
+def _spec_file(spec: ValidationSpec, tmp_path: Path) -> Path:
+    import yaml
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(exclude_none=True)))
+    return path
+
+
 def test_step_cap_is_stored_as_not_converged(cu_cif, tiny_checkpoint, tmp_path):
     store_dir = tmp_path / "store"
     spec = cu_spec(
