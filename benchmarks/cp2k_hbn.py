@@ -141,12 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     from definet_flows.spec import ValidationSpec
     from definet_flows.validation import run_validation
 
+    os.chdir(ROOT)  # the specs name files relative to the repository root
+
     specs = [ValidationSpec.from_yaml(p) for p in SPECS]
     stores = {s.store for s in specs}
     if len(stores) != 1:
         sys.exit(f"the CP2K specs must share one store, got {sorted(stores)}")
     (store,) = stores
-    store = str(ROOT / store) if not Path(store).is_absolute() else store
     print(f"command: python benchmarks/cp2k_hbn.py {' '.join(argv or sys.argv[1:])}")
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores; CP2K MPI ranks "
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         for path, spec in zip(SPECS, specs, strict=True):
             print(f"validate {path.relative_to(ROOT)}", flush=True)
-            run_validation(spec.model_copy(update={"store": store}))
+            run_validation(spec)
     docs = stored_docs(store)
     summary = summarize(docs) | {"wall_s_this_run": round(time.perf_counter() - start, 1)}
     print(markdown(docs, summary))
