@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from definet_flows.stores import default_store, upsert_validation_docs, writing
-from tests.flows.conftest import synthetic_docs
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "cp2k_hbn.py"
+from tests.flows.conftest import load_benchmark, synthetic_docs
 
 
 @pytest.fixture(scope="module")
 def cp2k_hbn():
-    spec = importlib.util.spec_from_file_location("cp2k_hbn", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cp2k_hbn")
 
 
 def test_specs_share_one_cp2k_store(cp2k_hbn):
@@ -27,7 +19,7 @@ def test_specs_share_one_cp2k_store(cp2k_hbn):
 
     specs = [ValidationSpec.from_yaml(p) for p in cp2k_hbn.SPECS]
     assert len(specs) == 4
-    assert {s.store for s in specs} == {"runs/three-steps/cp2k-store"}
+    assert {s.store for s in specs} == {"benchmarks/results/cp2k-hbn-store"}
     assert {s.engine for s in specs} == {"cp2k"}
     assert len({s.relax_engine().settings_hash for s in specs}) == 1  # one settings hash
 

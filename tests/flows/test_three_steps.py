@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from tests.flows.conftest import synthetic_docs
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "three_steps.py"
+from tests.flows.conftest import load_benchmark, synthetic_docs
 
 
 @pytest.fixture(scope="module")
 def three_steps():
-    spec = importlib.util.spec_from_file_location("three_steps", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("three_steps")
 
 
 def test_summary_figures_and_breakdowns(three_steps, mos2_entries, tmp_path):
