@@ -43,25 +43,19 @@ COLUMNS = (
 
 def stored_docs(store: str) -> list[dict[str, Any]]:
     """The CP2K ValidationDocs of the store, without their structures."""
+    from definet_flows.builders import SUMMARY_FIELDS
     from definet_flows.stores import open_store
 
     results = open_store(store)
     results.connect()
     try:
-        skip = ("unrelaxed_structure", "predicted_structure", "final_from_unrelaxed")
-        fields = [f for f in _doc_fields() if f not in skip and f != "final_from_predicted"]
+        fields = [*SUMMARY_FIELDS, "defect_id", "defect_names"]
         return sorted(
             results.query(criteria={"engine": "cp2k"}, properties=fields),
             key=lambda d: (d["defect_names"], d["defect_id"]),
         )
     finally:
         results.close()
-
-
-def _doc_fields() -> list[str]:
-    from definet_flows.schemas import ValidationDoc
-
-    return list(ValidationDoc.model_fields)
 
 
 def row(doc: dict[str, Any]) -> list[str]:
@@ -86,32 +80,16 @@ def row(doc: dict[str, Any]) -> list[str]:
 
 
 def summarize(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians, means and totals over the completed documents."""
+    """The pipeline's summary figures (``builders.summarize``) plus CP2K wall-time totals."""
+    from definet_flows.builders import summarize as summary_figures
+    from definet_flows.validation import flatten_summary
+
     done = [d for d in docs if d["status"] == "completed"]
-    out: dict[str, Any] = {"n": len(done), "n_failed": len(docs) - len(done)}
+    out = flatten_summary(summary_figures(docs)) | {"n": len(done)}
     for start in ("unrelaxed", "predicted"):
-        steps = [d[f"from_{start}"]["n_ionic_steps"] for d in done]
         walls = [d[f"from_{start}"].get("wall_time_s") or 0.0 for d in done]
-        out[f"median_steps_{start}"] = statistics.median(steps) if steps else None
-        out[f"mean_steps_{start}"] = statistics.fmean(steps) if steps else None
         out[f"total_wall_s_{start}"] = sum(walls)
         out[f"mean_wall_s_{start}"] = statistics.fmean(walls) if walls else None
-        out[f"share_converged_{start}"] = (
-            sum(d[f"from_{start}"]["converged"] for d in done) / len(done) if done else None
-        )
-        out[f"share_within_3_steps_{start}"] = (
-            sum(
-                d[f"from_{start}"]["converged"] and d[f"from_{start}"]["n_ionic_steps"] <= 3
-                for d in done
-            )
-            / len(done)
-            if done
-            else None
-        )
-    out["share_same_minimum"] = sum(d["same_minimum"] for d in done) / len(done) if done else None
-    maes = [(d["definet_mae"], d["baseline_mae"]) for d in done if d["definet_mae"] is not None]
-    out["mean_definet_mae"] = statistics.fmean(m for m, _ in maes) if maes else None
-    out["mean_baseline_mae"] = statistics.fmean(b for _, b in maes) if maes else None
     return out
 
 
