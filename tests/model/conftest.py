@@ -6,8 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
+
+from definet.checkpoint import model_payload, save_atomic
+from definet.data.graphs import GraphSettings
+from definet.nn import DefiNet, DefiNetConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -41,6 +46,15 @@ def relaxed_toward(
         safe = np.where(dist < 1e-6, 1.0, dist)
         cart += sign * amplitude * diff / safe * np.exp(-dist / 1.5) * (dist > 1e-6)
     return Structure(structure.lattice, structure.species, cart, coords_are_cartesian=True)
+
+
+def tiny_checkpoint(path: Path, seed: int = 0, metadata: dict | None = None) -> Path:
+    """A small random DefiNet (4 A graphs, 12 neighbours) with non-trivial coordinate steps."""
+    torch.manual_seed(seed)
+    model = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0))
+    for layer in model.layers:
+        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.05)
+    return save_atomic(model_payload(model, GraphSettings(4.0, 12), metadata=metadata), path)
 
 
 def make_defect_pair(n: int = 3, seed: int = 0, c: float = 20.0) -> tuple[Structure, Structure]:

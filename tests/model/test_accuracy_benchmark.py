@@ -9,15 +9,13 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from definet.checkpoint import model_payload, save_atomic
 from definet.data.graphs import GraphSettings, structure_to_graph
 from definet.data.markers import mark_defects, pristine_supercell
-from definet.nn import DefiNet, DefiNetConfig
 from definet.predict import Predictor
 from definet.train import predict_batch
 from tests.flows.conftest import load_benchmark
 
-from .conftest import make_defect_pair, mos2_unit_cell
+from .conftest import make_defect_pair, mos2_unit_cell, tiny_checkpoint
 
 SETTINGS = GraphSettings(4.0, 12)
 
@@ -29,12 +27,8 @@ def accuracy():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(1)
-    model = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0))
-    for layer in model.layers:
-        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.05)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    return save_atomic(model_payload(model, SETTINGS, metadata={"elements": [16, 42, 74]}), path)
+    return tiny_checkpoint(path, seed=1, metadata={"elements": [16, 42, 74]})
 
 
 def dataset_graph(seed: int):

@@ -7,30 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from pymatgen.core import Structure
 from pymatgen.io.cif import CifWriter
 from typer.testing import CliRunner
 
-from definet.checkpoint import model_payload, save_atomic
-from definet.data.graphs import GraphSettings
 from definet.data.markers import MARKER_KEY, mark_defects, pristine_supercell
-from definet.nn import DefiNet, DefiNetConfig
 from definet.predict import OutOfDistributionWarning, Predictor
 from definet_flows.cli import app
 
-from .conftest import make_defect_pair, mos2_unit_cell
+from .conftest import make_defect_pair, mos2_unit_cell, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0))
-    for layer in model.layers:
-        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.05)
     meta = {"elements": [16, 42, 74], "hosts": ["MoS2_500"]}
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    return save_atomic(model_payload(model, GraphSettings(4.0, 12), metadata=meta), path)
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", metadata=meta)
 
 
 def marked_pair(seed: int) -> tuple[Structure, Structure]:
