@@ -86,6 +86,12 @@ def summarize(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
     done = [d for d in docs if d["status"] == "completed"]
     out = flatten_summary(summary_figures(docs)) | {"n": len(done)}
+    same = [d for d in done if d["same_minimum"]]
+    out["n_same_minimum"] = len(same)
+    for start in ("unrelaxed", "predicted"):
+        steps = [d[f"from_{start}"]["n_ionic_steps"] for d in same]
+        out[f"median_steps_{start}_same_minimum"] = statistics.median(steps) if steps else None
+        out[f"mean_steps_{start}_same_minimum"] = statistics.fmean(steps) if steps else None
     for start in ("unrelaxed", "predicted"):
         walls = [d[f"from_{start}"].get("wall_time_s") or 0.0 for d in done]
         out[f"total_wall_s_{start}"] = sum(walls)
@@ -102,6 +108,10 @@ def markdown(docs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         f"(unrelaxed) -> {s['median_steps_predicted']} (DefiNet); mean "
         f"{_f(s['mean_steps_unrelaxed'])} -> {_f(s['mean_steps_predicted'])}; CP2K wall time "
         f"{_f(s['total_wall_s_unrelaxed'], '.0f')} s -> {_f(s['total_wall_s_predicted'], '.0f')} s"
+        f"\non the {s['n_same_minimum']} pairs that reach the same minimum: median steps "
+        f"{s['median_steps_unrelaxed_same_minimum']} -> {s['median_steps_predicted_same_minimum']}; "
+        f"mean {_f(s['mean_steps_unrelaxed_same_minimum'])} -> "
+        f"{_f(s['mean_steps_predicted_same_minimum'])}"
     )
     return "\n".join(lines)
 

@@ -40,6 +40,15 @@ def test_table_and_summary_from_the_store(cp2k_hbn, mos2_entries, tmp_path):
     assert summary["median_steps_unrelaxed"] == np.median(su)
     assert summary["mean_steps_predicted"] == pytest.approx(np.mean(sp))
     assert summary["share_same_minimum"] == pytest.approx(np.mean([d.same_minimum for d in docs]))
+    same = [d for d in docs if d.same_minimum]
+    assert 0 < len(same) < 7  # the synthetic set has both kinds
+    assert summary["n_same_minimum"] == len(same)
+    assert summary["median_steps_predicted_same_minimum"] == np.median(
+        [d.from_predicted.n_ionic_steps for d in same]
+    )
+    assert summary["mean_steps_unrelaxed_same_minimum"] == pytest.approx(
+        np.mean([d.from_unrelaxed.n_ionic_steps for d in same])
+    )
     table = cp2k_hbn.markdown(stored, summary)
     assert table.count("\n| ") == 7  # one row per defect under the header
     assert f"median steps {summary['median_steps_unrelaxed']}" in table
