@@ -120,8 +120,9 @@ class Cp2kCompletedValidator(Cp2kOutputValidator):
             out = Cp2kOutput(os.path.join(directory, self.output_file))
             out.ran_successfully()
             out.convergence()
+            # pymatgen reads these markers backwards: scf[0] is the LAST SCF of the run
             scf = out.data.get("scf_converged") or [True]
-            invalid = not (out.completed and scf[-1])
+            invalid = not (out.completed and scf[0])
         except Exception:
             invalid = True
         self._check = invalid
