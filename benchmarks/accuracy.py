@@ -63,15 +63,12 @@ def marked_structure(graph):
     )
 
 
-def definet_seconds(checkpoint: Path, graphs) -> float:
-    """Mean end-to-end seconds per structure of ``Predictor.predict`` (graph building included).
+def definet_seconds(predictor, graphs) -> float:
+    """Mean end-to-end seconds per structure of ``predictor.predict`` (graph building included).
 
     One structure at a time (batch 1), as a user relaxes one defect: the same unit as CHGNet's
     seconds per relaxation. One warm-up call is not timed.
     """
-    from definet.predict import Predictor
-
-    predictor = Predictor(checkpoint, device="cpu")
     structures = [marked_structure(g) for g in graphs]
     predictor.predict(structures[:1], batch_size=1)
     start = time.perf_counter()
@@ -152,13 +149,13 @@ def main() -> int:
 
     import torch
 
-    from definet.checkpoint import load_model
     from definet.data.dataset import load_split
-    from definet.predict import default_checkpoint
+    from definet.predict import Predictor, default_checkpoint
     from definet.train import evaluate_graphs
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    model, settings, _ = load_model(checkpoint)
+    predictor = Predictor(checkpoint, device="cpu")  # loads the model once
+    model, settings = predictor.model, predictor.graph_settings
     graphs = load_split(args.data_root, args.split, settings, progress=False)
     print(
         f"command: python benchmarks/accuracy.py --checkpoint {checkpoint} --split {args.split} "
@@ -197,7 +194,7 @@ def main() -> int:
             row["definet_mae_chgnet_subset"] = evaluate_graphs(model, timed)["overall"]["mae"]
             row["chgnet_mae"], row["chgnet_n"] = c["mae"], c["n"]
             row["chgnet_s_per_structure"] = c["s_per_structure"]
-        definet_ms = 1000 * definet_seconds(checkpoint, timed[: args.chgnet_per_host])
+        definet_ms = 1000 * definet_seconds(predictor, timed[: args.chgnet_per_host])
         row["definet_ms_per_structure"] = definet_ms
         if c:
             row["chgnet_over_definet_time"] = 1000 * c["s_per_structure"] / definet_ms

@@ -55,5 +55,5 @@ def test_timed_predictions_match_the_scored_ones(accuracy, checkpoint: Path) -> 
         scored = predict_batch(predictor.model, Batch.from_data_list([graph])).double().numpy()
     real = (graph.marker != 2).numpy()
     assert np.allclose(relaxed.cart_coords, scored[real], atol=1e-5)
-    seconds = accuracy.definet_seconds(checkpoint, [graph, dataset_graph(seed=5)])
+    seconds = accuracy.definet_seconds(predictor, [graph, dataset_graph(seed=5)])
     assert 0 < seconds < 10
