@@ -66,8 +66,10 @@ def stage_finetune() -> Path:
     return ROOT / TrainConfig.from_yaml(FINETUNE).out_dir / "best.pt"
 
 
-def held_out_entries(plan_path: Path, store: str | None, exclude: set[str]) -> tuple[list, dict]:
-    """Test-split defects of the plan's pairs store, or (smoke) the plan's fresh defects.
+def held_out_entries(
+    plan_path: Path, store: str | None, exclude: set[str], split: str = "test"
+) -> tuple[list, dict]:
+    """``split`` defects of the plan's pairs store, or (smoke) the plan's fresh defects.
 
     Returns the defects and, for the stored ones, their relaxation from the unrelaxed start
     (the same engine and settings: reused by the validation instead of relaxing again).
@@ -87,7 +89,7 @@ def held_out_entries(plan_path: Path, store: str | None, exclude: set[str]) -> t
     finally:
         pairs.close()
     held = [
-        d for d in docs if assign_split(d.defect_id, SPLIT) == "test" and d.defect_id not in exclude
+        d for d in docs if assign_split(d.defect_id, SPLIT) == split and d.defect_id not in exclude
     ]
     return [d.entry for d in held], {d.defect_id: d.relax_result() for d in held}
 
@@ -313,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", help="results store (default runs/three-steps[-smoke]/store)")
     parser.add_argument("--plan", type=Path, help=f"smoke plan (default {SMOKE_PLAN.name})")
     parser.add_argument("--out", type=Path, help="directory of the table and plots")
+    parser.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="defects to validate (full run): 'val' compares fine-tuning candidates without "
+        "touching the test split",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.smoke:
@@ -329,13 +338,14 @@ def main(argv: list[str] | None = None) -> int:
         stage_export(store, dataset)
         checkpoint = args.checkpoint or stage_finetune()
         plan_path = PLAN
-        entries, known = held_out_entries(PLAN, store, set())
+        entries, known = held_out_entries(PLAN, store, set(), args.split)
     print(f"validating {len(entries)} unseen defects with {checkpoint}", flush=True)
     keys = stage_validate(entries, known, plan_path, checkpoint, store, args.workers)
     docs = load_docs(store, keys)
     summary = summarize_docs(docs)
     summary.update(
         mode="smoke" if args.smoke else "full",
+        split=None if args.smoke else args.split,
         checkpoint=str(
             Path(checkpoint).relative_to(ROOT)
             if Path(checkpoint).is_relative_to(ROOT)

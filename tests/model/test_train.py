@@ -10,9 +10,16 @@ import torch
 
 from definet.checkpoint import CheckpointError, load_model, read_checkpoint
 from definet.data.graphs import GraphSettings, structure_to_graph
-from definet.data.markers import mark_defects, pristine_supercell
+from definet.data.markers import VACANCY, mark_defects, pristine_supercell
 from definet.nn import DefiNetConfig
-from definet.train import TrainConfig, Trainer, evaluate_graphs
+from definet.train import (
+    TrainConfig,
+    Trainer,
+    bond_loss,
+    coordinate_loss,
+    evaluate_graphs,
+    training_loss,
+)
 
 from .conftest import make_defect_pair, mos2_unit_cell
 
@@ -150,3 +157,34 @@ def test_shipped_training_configs_parse(path: Path) -> None:
         root = Path(__file__).resolve().parents[2]
         model, _, _ = load_model(root / config.init_from)
         assert model.config.hidden == config.model.hidden
+
+
+def test_bond_loss_sees_separations_not_translations() -> None:
+    graph = graphs(1)[0]
+    target = graph.y.float()
+    shifted = target + torch.tensor([0.3, -0.2, 0.1])
+    assert coordinate_loss(shifted, graph) > 0.1
+    assert bond_loss(shifted, graph) < 1e-5  # a rigid shift changes no separation
+    real = torch.nonzero(graph.marker != VACANCY).flatten()
+    stretched = target.clone()
+    stretched[real[0]] += torch.tensor([0.2, 0.0, 0.0])
+    assert bond_loss(stretched, graph) > 0
+    assert training_loss(stretched, graph, 0.0) == coordinate_loss(stretched, graph)
+    assert training_loss(stretched, graph, 2.0) > coordinate_loss(stretched, graph)
+
+
+def test_bond_loss_ignores_vacancy_nodes() -> None:
+    graph = graphs(1)[0]
+    vacancies = graph.marker == VACANCY
+    assert vacancies.any()
+    moved = graph.y.float().clone()
+    moved[vacancies] += 5.0  # a vacancy node has no target: where it goes must not count
+    assert bond_loss(moved, graph) < 1e-5
+
+
+def test_training_with_bond_loss_runs_and_resumes(tmp_path: Path) -> None:
+    data = graphs(3)
+    cfg = config(tmp_path, epochs=2, bond_loss_weight=1.0)
+    best = Trainer(cfg, data[:2], data[2:], progress=False).fit()
+    assert best.exists()
+    assert TrainConfig.from_dict({"bond_loss_weight": 0.5}).bond_loss_weight == 0.5
