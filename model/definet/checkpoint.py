@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def save_atomic(payload: dict[str, Any], path: str | Path) -> Path:
     """Write through a temporary file so a kill never leaves a half-written checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # writers never collide
     torch.save(payload, tmp)
     tmp.replace(path)
     return path

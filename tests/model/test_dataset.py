@@ -132,3 +132,36 @@ def test_shared_dataset_val_pairs(shared_data: Path, session_cache: Path) -> Non
     assert len(graphs) == 50
     real = [(g.y - g.pos)[g.marker != 2].abs().mean().item() for g in graphs]
     assert np.mean(real) == pytest.approx(0.037, abs=0.01)  # README: hBN do-nothing MAE 0.037 A
+
+
+def test_cache_entry_written_by_two_writers_at_once(tmp_path: Path, monkeypatch) -> None:
+    """Two trainings building the same cache entry at once both succeed (no shared temp file)."""
+    import torch
+    from torch_geometric.data import Data
+
+    graph = Data(
+        z=torch.tensor([42, 16]),
+        marker=torch.tensor([0, 2]),
+        pos=torch.zeros(2, 3),
+        y=torch.ones(2, 3),
+        cell=torch.eye(3).unsqueeze(0),
+        edge_index=torch.tensor([[0], [1]]),
+        edge_image=torch.zeros(1, 3),
+    )
+    graph.host, graph.atoms_id = "MoS2", "a"
+    path = tmp_path / "MoS2-train-x.pt"
+    real_save = torch.save
+    calls = []
+
+    def save_while_another_writer_saves(obj, file, *args, **kwargs):
+        calls.append(file)
+        real_save(obj, file, *args, **kwargs)
+        if len(calls) == 1:  # the other writer runs start to finish between save and rename
+            dataset._save_graphs([graph], path)
+
+    monkeypatch.setattr(dataset.torch, "save", save_while_another_writer_saves)
+    dataset._save_graphs([graph], path)
+    assert calls[0] != calls[1]
+    loaded = dataset._load_graphs(path)
+    assert loaded[0].atoms_id == "a" and torch.equal(loaded[0].y, graph.y)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import tarfile
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -230,7 +231,8 @@ def _save_graphs(graphs: list[Data], path: Path) -> None:
             for g in graphs
         ],
     }
-    tmp = path.with_suffix(".tmp")
+    # a temporary file per writer: two trainings may build the same cache entry at once
+    tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
 
