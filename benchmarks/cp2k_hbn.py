@@ -92,7 +92,6 @@ def summarize(docs: list[dict[str, Any]]) -> dict[str, Any]:
         steps = [d[f"from_{start}"]["n_ionic_steps"] for d in same]
         out[f"median_steps_{start}_same_minimum"] = statistics.median(steps) if steps else None
         out[f"mean_steps_{start}_same_minimum"] = statistics.fmean(steps) if steps else None
-    for start in ("unrelaxed", "predicted"):
         walls = [d[f"from_{start}"].get("wall_time_s") or 0.0 for d in done]
         out[f"total_wall_s_{start}"] = sum(walls)
         out[f"mean_wall_s_{start}"] = statistics.fmean(walls) if walls else None

@@ -182,7 +182,7 @@ def test_bond_loss_ignores_vacancy_nodes() -> None:
     assert bond_loss(moved, graph) < 1e-5
 
 
-def test_training_with_bond_loss_runs_and_resumes(tmp_path: Path) -> None:
+def test_training_with_bond_loss_runs(tmp_path: Path) -> None:
     data = graphs(3)
     cfg = config(tmp_path, epochs=2, bond_loss_weight=1.0)
     best = Trainer(cfg, data[:2], data[2:], progress=False).fit()

@@ -21,7 +21,6 @@ import logging
 import multiprocessing
 import os
 import tarfile
-import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +32,7 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
+from definet.checkpoint import save_atomic
 from definet.data.graphs import GraphSettings, structure_to_graph
 from definet.data.markers import mark_defects, pristine_supercell
 
@@ -231,10 +231,7 @@ def _save_graphs(graphs: list[Data], path: Path) -> None:
             for g in graphs
         ],
     }
-    # a temporary file per writer: two trainings may build the same cache entry at once
-    tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_atomic(payload, path)  # two trainings may build the same cache entry at once
 
 
 def _load_graphs(path: Path) -> list[Data]:
