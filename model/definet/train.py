@@ -83,6 +83,8 @@ class TrainConfig:
         config = cls(**raw)
         if config.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
+        if config.bond_loss_weight < 0:
+            raise ValueError(f"bond_loss_weight must be >= 0, got {config.bond_loss_weight}")
         if config.schedule == "cosine" and not config.max_steps:
             raise ValueError("schedule 'cosine' needs max_steps (the length of the decay)")
         return config

@@ -188,3 +188,5 @@ def test_training_with_bond_loss_runs(tmp_path: Path) -> None:
     best = Trainer(cfg, data[:2], data[2:], progress=False).fit()
     assert best.exists()
     assert TrainConfig.from_dict({"bond_loss_weight": 0.5}).bond_loss_weight == 0.5
+    with pytest.raises(ValueError, match="bond_loss_weight must be >= 0"):
+        TrainConfig.from_dict({"bond_loss_weight": -1.0})
