@@ -50,6 +50,13 @@ def _definet(*args: str) -> None:
     subprocess.run([str(exe), *args], check=True, cwd=ROOT)
 
 
+def plan_store(plan_path: Path) -> str:
+    """The store that ``definet generate`` fills for ``plan_path`` (run from ROOT)."""
+    from definet_flows.generate import GenerationPlan
+
+    return str(ROOT / GenerationPlan.from_yaml(plan_path).store)  # ROOT / absolute = absolute
+
+
 def stage_generate(workers: int) -> None:
     _definet("generate", "--plan", str(PLAN), "--workers", str(workers), "--quiet")
 
@@ -312,7 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes")
     parser.add_argument("--checkpoint", type=Path, help="DefiNet weights (default: see above)")
-    parser.add_argument("--store", help="results store (default runs/three-steps[-smoke]/store)")
+    parser.add_argument(
+        "--store",
+        help="results store (default runs/three-steps-smoke/store, or in a full run the plan's "
+        "store; the full run always reads its training pairs from the plan's store)",
+    )
     parser.add_argument("--plan", type=Path, help=f"smoke plan (default {SMOKE_PLAN.name})")
     parser.add_argument("--out", type=Path, help="directory of the table and plots")
     parser.add_argument(
@@ -332,13 +343,14 @@ def main(argv: list[str] | None = None) -> int:
         plan_path = args.plan or SMOKE_PLAN
         entries, known = held_out_entries(plan_path, None, seen)
     else:
-        store = args.store or str(ROOT / "runs/three-steps/store")
+        pairs = plan_store(PLAN)
+        store = args.store or pairs
         dataset = ROOT / "runs/three-steps/dataset"
         stage_generate(args.workers)
-        stage_export(store, dataset)
+        stage_export(pairs, dataset)
         checkpoint = args.checkpoint or stage_finetune()
         plan_path = PLAN
-        entries, known = held_out_entries(PLAN, store, set(), args.split)
+        entries, known = held_out_entries(PLAN, pairs, set(), args.split)
     print(f"validating {len(entries)} unseen defects with {checkpoint}", flush=True)
     keys = stage_validate(entries, known, plan_path, checkpoint, store, args.workers)
     docs = load_docs(store, keys)

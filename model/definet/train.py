@@ -27,6 +27,7 @@ from torch_geometric.loader import DataLoader
 from definet.checkpoint import FORMAT_VERSION, model_payload, read_checkpoint, save_atomic
 from definet.data.graphs import GraphSettings, edge_shifts
 from definet.data.markers import VACANCY
+from definet.energy_loss import ENERGY_MODELS, ExcessEnergyLoss
 from definet.metrics import graph_errors, summarize_by_host
 from definet.nn import DefiNet, DefiNetConfig
 
@@ -68,6 +69,11 @@ class TrainConfig:
     #: Weight of :func:`bond_loss` added to the coordinate loss (0: coordinates only). Forces
     #: follow from neighbour separations, so stiff hosts (hBN) need them more precise than MAE.
     bond_loss_weight: float = 0.0
+    #: Weight (A per eV/atom) of the excess energy of the predictions under ``energy_model``
+    #: (:mod:`definet.energy_loss`): errors along stiff modes cost more. Use it only where that
+    #: force field made the targets (pipeline data relaxed with CHGNet), not on DFT data.
+    energy_loss_weight: float = 0.0
+    energy_model: str = "CHGNet"
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
@@ -83,8 +89,13 @@ class TrainConfig:
         config = cls(**raw)
         if config.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
-        if config.bond_loss_weight < 0:
-            raise ValueError(f"bond_loss_weight must be >= 0, got {config.bond_loss_weight}")
+        for name in ("bond_loss_weight", "energy_loss_weight"):
+            if getattr(config, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+        if config.energy_loss_weight and config.energy_model not in ENERGY_MODELS:
+            raise ValueError(
+                f"energy_model must be one of {ENERGY_MODELS}, got {config.energy_model!r}"
+            )
         if config.schedule == "cosine" and not config.max_steps:
             raise ValueError("schedule 'cosine' needs max_steps (the length of the decay)")
         return config
@@ -219,6 +230,9 @@ class Trainer:
                     "from one of them (e.g. the training checkpoint named in its model card)"
                 )
             self.model.load_state_dict(pretrained.state_dict())
+        self.energy_loss = (
+            ExcessEnergyLoss.named(config.energy_model) if config.energy_loss_weight else None
+        )
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
@@ -305,14 +319,36 @@ class Trainer:
             self.train_graphs, batch_size=self.config.batch_size, shuffle=True, generator=generator
         )
 
+    @torch.no_grad()
+    def validation_excess_energy(self) -> float:
+        """Mean excess energy (eV/atom) of the EMA model's validation predictions."""
+        self.ema.module.eval()
+        total = 0.0
+        for batch in DataLoader(self.val_graphs, batch_size=16):
+            batch = batch.to(self.device)
+            excess = self.energy_loss(predict_batch(self.ema.module, batch), batch)
+            total += excess.item() * batch.num_graphs
+        return total / len(self.val_graphs)
+
     def validate(self) -> dict:
+        """Score the EMA model on the validation split; keep it as ``best.pt`` if it improved.
+
+        The score is the validation MAE, plus ``energy_loss_weight`` times the validation excess
+        energy when that term is trained on (the training objective, measured on held-out data).
+        """
         result = evaluate_graphs(self.ema.module, self.val_graphs, device=self.device)
         val_mae = result["overall"]["mae"]
+        extra: dict[str, float] = {}
+        score = val_mae
+        if self.energy_loss:
+            extra["val_excess_energy"] = self.validation_excess_energy()
+            score = val_mae + self.config.energy_loss_weight * extra["val_excess_energy"]
+            extra["val_score"] = score
         if self.config.schedule == "plateau":
-            self.scheduler.step(val_mae)
-        improved = val_mae < self.best_val
+            self.scheduler.step(score)
+        improved = score < self.best_val
         if improved:
-            self.best_val = val_mae
+            self.best_val = score
             self.bad_validations = 0
             payload = model_payload(
                 self.ema.module,
@@ -327,6 +363,7 @@ class Trainer:
             {
                 "event": "val",
                 "val_mae": val_mae,
+                **extra,
                 "improved": improved,
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "hosts": result["hosts"],
@@ -366,7 +403,11 @@ class Trainer:
                     for group in self.optimizer.param_groups:
                         group["lr"] = cosine_lr(self.step, c)
                 batch = batch.to(self.device)
-                loss = training_loss(predict_batch(self.model, batch), batch, c.bond_loss_weight)
+                pred = predict_batch(self.model, batch)
+                loss = training_loss(pred, batch, c.bond_loss_weight)
+                excess = self.energy_loss(pred, batch) if self.energy_loss else None
+                if excess is not None:
+                    loss = loss + c.energy_loss_weight * excess
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
@@ -384,6 +425,7 @@ class Trainer:
                             "loss": loss.item(),
                             "lr": self.optimizer.param_groups[0]["lr"],
                         }
+                        | ({"excess_energy": excess.item()} if excess is not None else {})
                     )
                 if c.val_every and self.step % c.val_every == 0:
                     self.validate()

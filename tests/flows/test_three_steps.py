@@ -43,3 +43,16 @@ def test_summary_figures_and_breakdowns(three_steps, mos2_entries, tmp_path):
     )
     paths = three_steps.plot(summary, docs, tmp_path)
     assert all(p.stat().st_size > 5000 for p in paths)
+
+
+def test_full_run_reads_pairs_from_the_plans_store(three_steps, tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        three_steps.PLAN.read_text().replace(
+            "store: runs/three-steps/store", "store: elsewhere/pairs"
+        )
+    )
+    assert three_steps.plan_store(plan) == str(three_steps.ROOT / "elsewhere/pairs")
+    assert three_steps.plan_store(three_steps.PLAN) == str(
+        three_steps.ROOT / "runs/three-steps/store"
+    )
