@@ -27,7 +27,7 @@ from torch_geometric.loader import DataLoader
 from definet.checkpoint import FORMAT_VERSION, model_payload, read_checkpoint, save_atomic
 from definet.data.graphs import GraphSettings, edge_shifts
 from definet.data.markers import VACANCY
-from definet.energy_loss import ENERGY_MODELS, ExcessEnergyLoss
+from definet.forcefield_loss import FORCE_FIELDS, ForceFieldLoss, ForceFieldTerms
 from definet.metrics import graph_errors, summarize_by_host
 from definet.nn import DefiNet, DefiNetConfig
 
@@ -69,11 +69,13 @@ class TrainConfig:
     #: Weight of :func:`bond_loss` added to the coordinate loss (0: coordinates only). Forces
     #: follow from neighbour separations, so stiff hosts (hBN) need them more precise than MAE.
     bond_loss_weight: float = 0.0
-    #: Weight (A per eV/atom) of the excess energy of the predictions under ``energy_model``
-    #: (:mod:`definet.energy_loss`): errors along stiff modes cost more. Use it only where that
-    #: force field made the targets (pipeline data relaxed with CHGNet), not on DFT data.
+    #: Weights of the force-field terms (:mod:`definet.forcefield_loss`) under
+    #: ``loss_force_field``: the predictions' energy above the target (A per eV/atom) and their
+    #: mean residual force (A per eV/A). Errors along stiff modes cost more. Use them only where
+    #: that force field made the targets (pipeline data relaxed with CHGNet), not on DFT data.
     energy_loss_weight: float = 0.0
-    energy_model: str = "CHGNet"
+    force_loss_weight: float = 0.0
+    loss_force_field: str = "CHGNet"
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
@@ -89,12 +91,12 @@ class TrainConfig:
         config = cls(**raw)
         if config.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
-        for name in ("bond_loss_weight", "energy_loss_weight"):
+        for name in ("bond_loss_weight", "energy_loss_weight", "force_loss_weight"):
             if getattr(config, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
-        if config.energy_loss_weight and config.energy_model not in ENERGY_MODELS:
+        if config.uses_force_field and config.loss_force_field not in FORCE_FIELDS:
             raise ValueError(
-                f"energy_model must be one of {ENERGY_MODELS}, got {config.energy_model!r}"
+                f"loss_force_field must be one of {FORCE_FIELDS}, got {config.loss_force_field!r}"
             )
         if config.schedule == "cosine" and not config.max_steps:
             raise ValueError("schedule 'cosine' needs max_steps (the length of the decay)")
@@ -121,6 +123,17 @@ class TrainConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def uses_force_field(self) -> bool:
+        return bool(self.energy_loss_weight or self.force_loss_weight)
+
+    def force_field_objective(self, terms: ForceFieldTerms) -> torch.Tensor | float:
+        """The weighted force-field terms added to the coordinate loss."""
+        total = self.energy_loss_weight * terms.excess_energy
+        if self.force_loss_weight:
+            total = total + self.force_loss_weight * terms.residual_force
+        return total
 
 
 #: Learning-rate schedules: ``plateau`` halves on stalled validation MAE; ``cosine`` decays from
@@ -230,8 +243,8 @@ class Trainer:
                     "from one of them (e.g. the training checkpoint named in its model card)"
                 )
             self.model.load_state_dict(pretrained.state_dict())
-        self.energy_loss = (
-            ExcessEnergyLoss.named(config.energy_model) if config.energy_loss_weight else None
+        self.force_field = (
+            ForceFieldLoss.named(config.loss_force_field) if config.uses_force_field else None
         )
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.optimizer = torch.optim.AdamW(
@@ -319,30 +332,40 @@ class Trainer:
             self.train_graphs, batch_size=self.config.batch_size, shuffle=True, generator=generator
         )
 
-    @torch.no_grad()
-    def validation_excess_energy(self) -> float:
-        """Mean excess energy (eV/atom) of the EMA model's validation predictions."""
+    def validation_force_field_terms(self) -> dict[str, float]:
+        """Force-field terms of the EMA model's validation predictions (means per structure)."""
         self.ema.module.eval()
-        total = 0.0
+        forces = bool(self.config.force_loss_weight)
+        totals = {"val_excess_energy": 0.0, "val_residual_force": 0.0}
         for batch in DataLoader(self.val_graphs, batch_size=16):
             batch = batch.to(self.device)
-            excess = self.energy_loss(predict_batch(self.ema.module, batch), batch)
-            total += excess.item() * batch.num_graphs
-        return total / len(self.val_graphs)
+            with torch.no_grad():
+                pred = predict_batch(self.ema.module, batch)
+            with torch.enable_grad():  # forces are gradients of the force field's energy
+                terms = self.force_field(pred.detach().requires_grad_(forces), batch, forces)
+            totals["val_excess_energy"] += terms.excess_energy.item() * batch.num_graphs
+            if forces:
+                totals["val_residual_force"] += terms.residual_force.item() * batch.num_graphs
+        n = len(self.val_graphs)
+        return {k: v / n for k, v in totals.items() if forces or k == "val_excess_energy"}
 
     def validate(self) -> dict:
         """Score the EMA model on the validation split; keep it as ``best.pt`` if it improved.
 
-        The score is the validation MAE, plus ``energy_loss_weight`` times the validation excess
-        energy when that term is trained on (the training objective, measured on held-out data).
+        The score is the validation MAE plus the weighted force-field terms when they are
+        trained on: the training objective, measured on held-out data.
         """
         result = evaluate_graphs(self.ema.module, self.val_graphs, device=self.device)
         val_mae = result["overall"]["mae"]
         extra: dict[str, float] = {}
         score = val_mae
-        if self.energy_loss:
-            extra["val_excess_energy"] = self.validation_excess_energy()
-            score = val_mae + self.config.energy_loss_weight * extra["val_excess_energy"]
+        if self.force_field:
+            extra = self.validation_force_field_terms()
+            terms = ForceFieldTerms(
+                torch.tensor(extra["val_excess_energy"]),
+                torch.tensor(extra.get("val_residual_force", 0.0)),
+            )
+            score = val_mae + float(self.config.force_field_objective(terms))
             extra["val_score"] = score
         if self.config.schedule == "plateau":
             self.scheduler.step(score)
@@ -405,9 +428,13 @@ class Trainer:
                 batch = batch.to(self.device)
                 pred = predict_batch(self.model, batch)
                 loss = training_loss(pred, batch, c.bond_loss_weight)
-                excess = self.energy_loss(pred, batch) if self.energy_loss else None
-                if excess is not None:
-                    loss = loss + c.energy_loss_weight * excess
+                terms = (
+                    self.force_field(pred, batch, forces=bool(c.force_loss_weight))
+                    if self.force_field
+                    else None
+                )
+                if terms is not None:
+                    loss = loss + c.force_field_objective(terms)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
@@ -425,7 +452,11 @@ class Trainer:
                             "loss": loss.item(),
                             "lr": self.optimizer.param_groups[0]["lr"],
                         }
-                        | ({"excess_energy": excess.item()} if excess is not None else {})
+                        | (
+                            {k: v.item() for k, v in terms._asdict().items() if v is not None}
+                            if terms is not None
+                            else {}
+                        )
                     )
                 if c.val_every and self.step % c.val_every == 0:
                     self.validate()

@@ -1,17 +1,17 @@
-"""Excess force-field energy of predicted structures, a training term that weighs stiff errors.
+"""Excess energy and residual forces of predicted structures under a frozen force field.
 
 A coordinate error ``d`` costs ``d^T H d / 2`` of energy and leaves a force ``H d`` that the
 relaxation must remove: the same 0.01 A is harmless along a soft mode and costs several ionic
-steps along a stiff bond (hBN). The coordinate MAE cannot tell these apart; the energy of the
-prediction under the force field that relaxed the training targets can. This module evaluates
-that energy (CHGNet, frozen) with gradients flowing back to the predicted coordinates, and
-reports it relative to the energy of the target structure, per atom.
+steps along a stiff bond (hBN). The coordinate MAE cannot tell these apart; the force field that
+relaxed the training targets can. This module evaluates it (CHGNet, frozen) at the predicted
+coordinates, with gradients flowing back to them, as two training terms: the energy above the
+target's (eV/atom) and the mean residual force (eV/A, second derivatives of the force field).
 """
 
 from __future__ import annotations
 
 from copy import copy
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from pymatgen.core import Lattice, Structure
@@ -20,18 +20,18 @@ from torch_geometric.data import Data
 from definet.data.markers import VACANCY
 
 #: Force fields that can score predictions (the model must take a pymatgen graph converter
-#: and give energies per atom, as CHGNet does).
-ENERGY_MODELS = ("CHGNet",)
+#: and give energies per atom and forces, as CHGNet does).
+FORCE_FIELDS = ("CHGNet",)
 
 
-def load_energy_model(name: str) -> Any:
-    """The frozen force field ``name`` (one of :data:`ENERGY_MODELS`)."""
-    if name not in ENERGY_MODELS:
-        raise ValueError(f"energy_model must be one of {ENERGY_MODELS}, got {name!r}")
+def load_force_field(name: str) -> Any:
+    """The frozen force field ``name`` (one of :data:`FORCE_FIELDS`)."""
+    if name not in FORCE_FIELDS:
+        raise ValueError(f"loss_force_field must be one of {FORCE_FIELDS}, got {name!r}")
     try:
         from chgnet.model import CHGNet
     except ImportError as exc:  # pragma: no cover - chgnet is a dependency
-        raise ImportError("energy_loss_weight > 0 needs the chgnet package") from exc
+        raise ImportError("force-field loss terms need the chgnet package") from exc
     model = CHGNet.load(verbose=False)
     model.eval()
     for parameter in model.parameters():
@@ -50,8 +50,15 @@ def target_structure(graph: Data) -> Structure:
     )
 
 
-class ExcessEnergyLoss:
-    """Mean over a batch of ``E(prediction) - E(target)`` in eV/atom under a frozen force field.
+class ForceFieldTerms(NamedTuple):
+    """Batch means: energy above the target (eV/atom) and residual force (eV/A, or None)."""
+
+    excess_energy: torch.Tensor
+    residual_force: torch.Tensor | None
+
+
+class ForceFieldLoss:
+    """Scores predicted coordinates with a frozen force field (see the module docstring).
 
     The force field's neighbour graph of each structure is built once, at its target, and reused
     for the predictions near it (CHGNet's radial envelopes are smooth at the cutoff).
@@ -62,8 +69,8 @@ class ExcessEnergyLoss:
         self._graphs: dict[str, tuple[Any, torch.Tensor, float]] = {}
 
     @classmethod
-    def named(cls, name: str) -> ExcessEnergyLoss:
-        return cls(load_energy_model(name))
+    def named(cls, name: str) -> ForceFieldLoss:
+        return cls(load_force_field(name))
 
     def _prepared(self, graph: Data) -> tuple[Any, torch.Tensor, float]:
         key = graph.atoms_id
@@ -78,15 +85,21 @@ class ExcessEnergyLoss:
             self._graphs[key] = (crystal_graph, inverse_lattice, energy)
         return self._graphs[key]
 
-    def __call__(self, pred: torch.Tensor, batch: Data) -> torch.Tensor:
+    def __call__(self, pred: torch.Tensor, batch: Data, forces: bool = False) -> ForceFieldTerms:
+        """Terms of the predictions ``pred`` (all nodes of ``batch``; vacancy nodes ignored)."""
         graphs, references = [], []
         for i, graph in enumerate(batch.to_data_list()):
             crystal_graph, inverse_lattice, energy = self._prepared(graph.cpu())
-            real = batch.marker[batch.batch == i] != VACANCY
-            positions = pred[batch.batch == i][real].to("cpu", torch.float32)
+            in_graph = batch.batch == i
+            real = batch.marker[in_graph] != VACANCY
+            positions = pred[in_graph][real].to("cpu", torch.float32)
             moved = copy(crystal_graph)
             moved.atom_frac_coord = positions @ inverse_lattice
             graphs.append(moved)
             references.append(energy)
-        energies = self.model(graphs, task="e")["e"]
-        return (energies - torch.tensor(references, dtype=energies.dtype)).mean().to(pred.device)
+        out = self.model(graphs, task="ef" if forces else "e")
+        excess = (out["e"] - torch.tensor(references, dtype=out["e"].dtype)).mean()
+        force = torch.stack([f.norm(dim=1).mean() for f in out["f"]]).mean() if forces else None
+        return ForceFieldTerms(
+            excess.to(pred.device), None if force is None else force.to(pred.device)
+        )
