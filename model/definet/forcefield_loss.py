@@ -51,10 +51,11 @@ def target_structure(graph: Data) -> Structure:
 
 
 class ForceFieldTerms(NamedTuple):
-    """Batch means: energy above the target (eV/atom) and residual force (eV/A, or None)."""
+    """Means: energy above the target (eV/atom) and residual force (eV/A, or None); tensors
+    while training, floats when scoring a validation."""
 
-    excess_energy: torch.Tensor
-    residual_force: torch.Tensor | None
+    excess_energy: torch.Tensor | float
+    residual_force: torch.Tensor | float | None
 
 
 class ForceFieldLoss:
@@ -72,9 +73,12 @@ class ForceFieldLoss:
     def named(cls, name: str) -> ForceFieldLoss:
         return cls(load_force_field(name))
 
-    def _prepared(self, graph: Data) -> tuple[Any, torch.Tensor, float]:
-        key = graph.atoms_id
+    def _prepared(self, batch: Data, i: int) -> tuple[Any, torch.Tensor, float]:
+        """Force-field graph, inverse lattice and target energy of structure ``i`` of ``batch``
+        (built on first sight of its ``atoms_id``, then cached)."""
+        key = batch.atoms_id[i]
         if key not in self._graphs:
+            graph = batch.get_example(i).cpu()
             crystal_graph = self.model.graph_converter(target_structure(graph))
             # the converter's lattice requires grad (for stresses); the cell is fixed here, and
             # a cached tensor tied to one backward pass would break the next one
@@ -85,21 +89,31 @@ class ForceFieldLoss:
             self._graphs[key] = (crystal_graph, inverse_lattice, energy)
         return self._graphs[key]
 
-    def __call__(self, pred: torch.Tensor, batch: Data, forces: bool = False) -> ForceFieldTerms:
-        """Terms of the predictions ``pred`` (all nodes of ``batch``; vacancy nodes ignored)."""
+    def _evaluate(self, pred: torch.Tensor, batch: Data, forces: bool) -> tuple[dict, list]:
+        """The force field's output at the predictions, and the target energies (eV/atom)."""
         graphs, references = [], []
-        for i, graph in enumerate(batch.to_data_list()):
-            crystal_graph, inverse_lattice, energy = self._prepared(graph.cpu())
-            in_graph = batch.batch == i
-            real = batch.marker[in_graph] != VACANCY
-            positions = pred[in_graph][real].to("cpu", torch.float32)
+        for i in range(batch.num_graphs):
+            crystal_graph, inverse_lattice, energy = self._prepared(batch, i)
+            real = (batch.batch == i) & (batch.marker != VACANCY)
+            positions = pred[real].to("cpu", torch.float32)
+            if forces and not positions.requires_grad:  # forces are d(energy)/d(positions)
+                positions = positions.detach().requires_grad_(True)
             moved = copy(crystal_graph)
             moved.atom_frac_coord = positions @ inverse_lattice
             graphs.append(moved)
             references.append(energy)
-        out = self.model(graphs, task="ef" if forces else "e")
+        return self.model(graphs, task="ef" if forces else "e"), references
+
+    def __call__(self, pred: torch.Tensor, batch: Data, forces: bool = False) -> ForceFieldTerms:
+        """Terms of the predictions ``pred`` (all nodes of a batch from a torch_geometric
+        DataLoader or ``Batch.from_data_list``; vacancy nodes ignored)."""
+        out, references = self._evaluate(pred, batch, forces)
         excess = (out["e"] - torch.tensor(references, dtype=out["e"].dtype)).mean()
         force = torch.stack([f.norm(dim=1).mean() for f in out["f"]]).mean() if forces else None
         return ForceFieldTerms(
             excess.to(pred.device), None if force is None else force.to(pred.device)
         )
+
+    def forces(self, pred: torch.Tensor, batch: Data) -> list[torch.Tensor]:
+        """Force-field forces (eV/A) on the real atoms of each structure at the predictions."""
+        return self._evaluate(pred, batch, forces=True)[0]["f"]

@@ -342,7 +342,7 @@ class Trainer:
             with torch.no_grad():
                 pred = predict_batch(self.ema.module, batch)
             with torch.enable_grad():  # forces are gradients of the force field's energy
-                terms = self.force_field(pred.detach().requires_grad_(forces), batch, forces)
+                terms = self.force_field(pred, batch, forces)
             totals["val_excess_energy"] += terms.excess_energy.item() * batch.num_graphs
             if forces:
                 totals["val_residual_force"] += terms.residual_force.item() * batch.num_graphs
@@ -361,10 +361,7 @@ class Trainer:
         score = val_mae
         if self.force_field:
             extra = self.validation_force_field_terms()
-            terms = ForceFieldTerms(
-                torch.tensor(extra["val_excess_energy"]),
-                torch.tensor(extra.get("val_residual_force", 0.0)),
-            )
+            terms = ForceFieldTerms(extra["val_excess_energy"], extra.get("val_residual_force"))
             score = val_mae + float(self.config.force_field_objective(terms))
             extra["val_score"] = score
         if self.config.schedule == "plateau":
