@@ -29,7 +29,7 @@ from definet.data.graphs import GraphSettings, edge_shifts
 from definet.data.markers import VACANCY
 from definet.forcefield_loss import FORCE_FIELDS, ForceFieldLoss, ForceFieldTerms
 from definet.metrics import graph_errors, summarize_by_host
-from definet.nn import DefiNet, DefiNetConfig
+from definet.nn import DefiNet, DefiNetConfig, load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class Trainer:
                     f"init_from: {config.init_from} routes between several models; fine-tune "
                     "from one of them (e.g. the training checkpoint named in its model card)"
                 )
-            self.model.load_state_dict(pretrained.state_dict())
+            load_pretrained(self.model, pretrained, source=f"init_from: {config.init_from}")
         self.force_field = (
             ForceFieldLoss.named(config.loss_force_field) if config.uses_force_field else None
         )

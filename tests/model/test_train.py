@@ -190,3 +190,44 @@ def test_training_with_bond_loss_runs(tmp_path: Path) -> None:
     assert TrainConfig.from_dict({"bond_loss_weight": 0.5}).bond_loss_weight == 0.5
     with pytest.raises(ValueError, match="bond_loss_weight must be >= 0"):
         TrainConfig.from_dict({"bond_loss_weight": -1.0})
+
+
+def test_init_from_grows_depth_without_changing_predictions(tmp_path: Path) -> None:
+    """A deeper model started from a trained one predicts what it did, then trains on."""
+    data = graphs(3)
+    best = Trainer(config(tmp_path / "base", epochs=2), data[:2], data[2:], progress=False).fit()
+    base, _, _ = load_model(best)
+    deeper = DefiNetConfig(hidden=16, num_layers=4, num_rbf=8, cutoff=4.0)
+    grown = Trainer(
+        config(tmp_path / "grown", epochs=1, model=deeper, init_from=str(best)),
+        data[:2],
+        data[2:],
+        progress=False,
+    )
+    assert len(grown.model.layers) == 4
+    before = evaluate_graphs(base, data[2:])["overall"]["mae"]
+    assert evaluate_graphs(grown.model, data[2:])["overall"]["mae"] == pytest.approx(
+        before, abs=1e-12
+    )
+    grown.fit()
+    after = evaluate_graphs(grown.model, data[2:])["overall"]["mae"]
+    assert after != pytest.approx(before, abs=1e-9)  # the new layers train
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"hidden": 8}, "hidden: 16 -> 8"), ({"num_layers": 1}, "num_layers: 2 -> 1 \\(fewer\\)")],
+)
+def test_init_from_refuses_models_that_do_not_fit(tmp_path: Path, change, message) -> None:
+    data = graphs(2)
+    best = Trainer(config(tmp_path / "base", epochs=1), data[:1], data[1:], progress=False).fit()
+    model = DefiNetConfig(
+        **{**DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0).as_dict(), **change}
+    )
+    with pytest.raises(ValueError, match=f"init_from: .*base.*{message}"):
+        Trainer(
+            config(tmp_path / "x", model=model, init_from=str(best)),
+            data[:1],
+            data[1:],
+            progress=False,
+        )
