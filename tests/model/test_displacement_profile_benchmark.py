@@ -1,0 +1,47 @@
+"""benchmarks/displacement_profile.py: bins and shares against hand-made displacements; a real run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.flows.conftest import load_benchmark
+
+from .conftest import tiny_checkpoint
+
+
+def test_profile_bins_shares_and_captured_move() -> None:
+    bench = load_benchmark("displacement_profile")
+    true = np.array([[0.01, 0, 0], [0.3, 0, 0], [0, 0.4, 0], [2.0, 0, 0]])
+    moved = np.array([[0.01, 0, 0], [0.15, 0, 0], [0, 0.2, 0], [0.0, 0, 0]])
+    rows = {tuple(r["bin"]): r for r in bench.profile(true, moved)}
+    small, mid, large = rows[(0.0, 0.05)], rows[(0.2, 0.5)], rows[(1.0, None)]
+    assert small["n_atoms"] == 1 and small["mean_error"] == 0 and small["move_captured"] == 1
+    assert mid["n_atoms"] == 2 and mid["move_captured"] == pytest.approx(0.5)
+    assert mid["mean_error"] == pytest.approx((0.15 + 0.2) / 3 / 2)
+    assert large["move_captured"] == 0 and large["mean_error"] == pytest.approx(2 / 3)
+    assert sum(r["share_of_atoms"] for r in rows.values()) == pytest.approx(1)
+    assert sum(r["share_of_error"] for r in rows.values()) == pytest.approx(1)
+    assert rows[(0.05, 0.1)]["n_atoms"] == 0 and rows[(0.05, 0.1)]["mean_error"] is None
+
+
+def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DEFINET_CACHE_DIR", str(tmp_path / "cache"))
+    bench = load_benchmark("displacement_profile")
+    out = tmp_path / "profile.json"
+    checkpoint = tiny_checkpoint(tmp_path / "m.pt")
+    args = ["--checkpoint", str(checkpoint), "--data-root", str(tiny_dataset), "--json", str(out)]
+    assert bench.main(args) == 0
+    result = json.loads(out.read_text())
+    rows = result["hosts"]["MoS2_500"]
+    assert result["split"] == "val"
+    assert sum(r["n_atoms"] for r in rows) > 0
+    assert sum(r["share_of_error"] for r in rows) == pytest.approx(1)
+
+
+def test_missing_dataset_is_named(tmp_path) -> None:
+    bench = load_benchmark("displacement_profile")
+    with pytest.raises(SystemExit):
+        bench.main(["--data-root", str(tmp_path / "none")])
