@@ -148,7 +148,7 @@ def test_config_yaml_errors_name_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", sorted((Path(__file__).resolve().parents[2] / "workflows/train").glob("*.yaml"))
+    "path", sorted((Path(__file__).resolve().parents[2] / "workflows/train").rglob("*.yaml"))
 )
 def test_shipped_training_configs_parse(path: Path) -> None:
     """Every config in workflows/train parses; a tracked init_from checkpoint is a real one."""
