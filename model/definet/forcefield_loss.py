@@ -65,13 +65,15 @@ class ForceFieldLoss:
     for the predictions near it (CHGNet's radial envelopes are smooth at the cutoff).
     """
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
+    def __init__(self, model: Any, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
         self._graphs: dict[str, tuple[Any, torch.Tensor, float]] = {}
 
     @classmethod
-    def named(cls, name: str) -> ForceFieldLoss:
-        return cls(load_force_field(name))
+    def named(cls, name: str, device: torch.device | str = "cpu") -> ForceFieldLoss:
+        """The force field ``name`` on ``device`` (the training device: no round trips)."""
+        return cls(load_force_field(name), device)
 
     def _prepared(self, batch: Data, i: int) -> tuple[Any, torch.Tensor, float]:
         """Force-field graph, inverse lattice and target energy of structure ``i`` of ``batch``
@@ -83,6 +85,7 @@ class ForceFieldLoss:
             # the converter's lattice requires grad (for stresses); the cell is fixed here, and
             # a cached tensor tied to one backward pass would break the next one
             crystal_graph.lattice = crystal_graph.lattice.detach()
+            crystal_graph = crystal_graph.to(str(self.device))
             inverse_lattice = torch.linalg.inv(crystal_graph.lattice)
             with torch.no_grad():
                 energy = float(self.model([crystal_graph], task="e")["e"][0])
@@ -95,7 +98,7 @@ class ForceFieldLoss:
         for i in range(batch.num_graphs):
             crystal_graph, inverse_lattice, energy = self._prepared(batch, i)
             real = (batch.batch == i) & (batch.marker != VACANCY)
-            positions = pred[real].to("cpu", torch.float32)
+            positions = pred[real].to(self.device, torch.float32)
             if forces and not positions.requires_grad:  # forces are d(energy)/d(positions)
                 positions = positions.detach().requires_grad_(True)
             moved = copy(crystal_graph)
@@ -108,7 +111,8 @@ class ForceFieldLoss:
         """Terms of the predictions ``pred`` (all nodes of a batch from a torch_geometric
         DataLoader or ``Batch.from_data_list``; vacancy nodes ignored)."""
         out, references = self._evaluate(pred, batch, forces)
-        excess = (out["e"] - torch.tensor(references, dtype=out["e"].dtype)).mean()
+        reference = torch.tensor(references, dtype=out["e"].dtype, device=out["e"].device)
+        excess = (out["e"] - reference).mean()
         force = torch.stack([f.norm(dim=1).mean() for f in out["f"]]).mean() if forces else None
         return ForceFieldTerms(
             excess.to(pred.device), None if force is None else force.to(pred.device)

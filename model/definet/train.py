@@ -244,7 +244,9 @@ class Trainer:
                 )
             load_pretrained(self.model, pretrained, source=f"init_from: {config.init_from}")
         self.force_field = (
-            ForceFieldLoss.named(config.loss_force_field) if config.uses_force_field else None
+            ForceFieldLoss.named(config.loss_force_field, self.device)
+            if config.uses_force_field
+            else None
         )
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.optimizer = torch.optim.AdamW(
