@@ -246,9 +246,9 @@ class DefiNet(nn.Module):
 def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_from") -> int:
     """Copy ``pretrained``'s weights into ``model``; returns the number of layers added on top.
 
-    ``model`` may be deeper than ``pretrained`` (same width, radial basis and cutoff): its extra
-    layers keep their fresh initialisation, whose coordinate steps start at zero, so the grown
-    model predicts exactly what ``pretrained`` did until training moves it.
+    ``model`` (freshly built) may be deeper than ``pretrained`` (same width, radial basis and
+    cutoff): its extra layers keep their initialisation, whose coordinate steps start at zero,
+    so the grown model predicts exactly what ``pretrained`` did until training moves it.
     """
     ours, theirs = model.config, pretrained.config
     fixed = ("hidden", "num_rbf", "cutoff", "max_z", "num_markers")
@@ -257,9 +257,9 @@ def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_fro
         for k in fixed
         if getattr(ours, k) != getattr(theirs, k)
     ]
-    if changed or ours.num_layers < theirs.num_layers:
-        if ours.num_layers < theirs.num_layers:
-            changed.append(f"num_layers: {theirs.num_layers} -> {ours.num_layers} (fewer)")
+    if ours.num_layers < theirs.num_layers:
+        changed.append(f"num_layers: {theirs.num_layers} -> {ours.num_layers} (fewer)")
+    if changed:
         raise ValueError(
             f"{source}: the model section does not fit the pretrained model ({'; '.join(changed)}); "
             "only num_layers may grow"
