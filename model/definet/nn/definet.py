@@ -73,7 +73,7 @@ class DefectMessage(nn.Module):
         """
         k = marker_table.shape[0]
         both = torch.cat([marker_table.repeat_interleave(k, 0), marker_table.repeat(k, 1)], dim=-1)
-        return torch.sigmoid(self.gate(both))[pair]
+        return torch.sigmoid(self.gate(both)).index_select(0, pair)
 
     def forward(
         self,
@@ -87,9 +87,9 @@ class DefectMessage(nn.Module):
         pair: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
         src, dst = edge_index
-        msg = self.node(h)[src] * self.radial(rbf) * self.pair_gate(m, pair)
+        msg = self.node(h).index_select(0, src) * self.radial(rbf) * self.pair_gate(m, pair)
         ds, dvv, dvs = torch.split(msg, self.hidden, dim=-1)
-        dv = dvv.unsqueeze(1) * v[src] + dvs.unsqueeze(1) * unit.unsqueeze(-1)
+        dv = dvv.unsqueeze(1) * v.index_select(0, src) + dvs.unsqueeze(1) * unit.unsqueeze(-1)
         n = h.shape[0]
         dh = scatter(ds, dst, dim=0, dim_size=n, reduce="mean")
         dv = scatter(dv, dst, dim=0, dim_size=n, reduce="mean")
@@ -134,8 +134,8 @@ class GlobalNode(nn.Module):
         mean_v = scatter(v, batch, dim=0, dim_size=num_graphs, reduce="mean")
         gs = gs + self.read_s(torch.cat([gs, mean_s], dim=-1))
         gv = gv + self.read_v(torch.cat([gv, mean_v], dim=-1))
-        h = h + self.write_s(gs)[batch]
-        v = v + self.write_v(gv)[batch] * torch.sigmoid(self.write_gate(h)).unsqueeze(1)
+        h = h + self.write_s(gs).index_select(0, batch)
+        v = v + self.write_v(gv).index_select(0, batch) * torch.sigmoid(self.write_gate(h)).unsqueeze(1)
         return h, v, gs, gv
 
 
@@ -232,7 +232,7 @@ class DefiNet(nn.Module):
         table = self.embed_marker.weight
         pair = marker[dst] * self.config.num_markers + marker[src]
         for layer in self.layers:
-            rel = x[src] + shift - x[dst]
+            rel = x.index_select(0, src) + shift - x.index_select(0, dst)
             dist = rel.norm(dim=-1).clamp_min(1e-6)
             unit = rel / dist.unsqueeze(-1)
             rbf = self.rbf(dist)
