@@ -69,6 +69,10 @@ class TrainConfig:
     #: Weight of :func:`bond_loss` added to the coordinate loss (0: coordinates only). Forces
     #: follow from neighbour separations, so stiff hosts (hBN) need them more precise than MAE.
     bond_loss_weight: float = 0.0
+    #: Standard deviation (A) of Gaussian noise added to the unrelaxed coordinates of the real
+    #: atoms of every training batch (targets unchanged; 0: none). Every epoch then shows the
+    #: model new starting points around each structure, a regulariser against memorising them.
+    position_noise: float = 0.0
     #: Weights of the force-field terms (:mod:`definet.forcefield_loss`) under
     #: ``loss_force_field``: the predictions' energy above the target (A per eV/atom) and their
     #: mean residual force (A per eV/A). Errors along stiff modes cost more. Use them only where
@@ -91,7 +95,12 @@ class TrainConfig:
         config = cls(**raw)
         if config.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
-        for name in ("bond_loss_weight", "energy_loss_weight", "force_loss_weight"):
+        for name in (
+            "bond_loss_weight",
+            "energy_loss_weight",
+            "force_loss_weight",
+            "position_noise",
+        ):
             if getattr(config, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
         if config.uses_force_field and config.loss_force_field not in FORCE_FIELDS:
@@ -184,6 +193,13 @@ def bond_loss(pred: torch.Tensor, batch: Data) -> torch.Tensor:
     src, dst = src[real], dst[real]
     target = batch.y.to(pred.dtype)
     return ((pred[dst] - pred[src]) - (target[dst] - target[src])).abs().mean()
+
+
+def noisy_start(batch: Data, sigma: float) -> torch.Tensor:
+    """Unrelaxed coordinates with Gaussian noise of ``sigma`` A on every real atom (a new
+    tensor: the dataset's graphs are never changed); vacancy nodes stay at their sites."""
+    real = (batch.marker != VACANCY).unsqueeze(-1).to(batch.pos.dtype)
+    return batch.pos + sigma * torch.randn_like(batch.pos) * real
 
 
 def training_loss(pred: torch.Tensor, batch: Data, bond_weight: float = 0.0) -> torch.Tensor:
@@ -425,6 +441,8 @@ class Trainer:
                     for group in self.optimizer.param_groups:
                         group["lr"] = cosine_lr(self.step, c)
                 batch = batch.to(self.device)
+                if c.position_noise:
+                    batch.pos = noisy_start(batch, c.position_noise)
                 pred = predict_batch(self.model, batch)
                 loss = training_loss(pred, batch, c.bond_loss_weight)
                 terms = (

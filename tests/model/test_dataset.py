@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def test_reads_tar_gz_archives(tiny_dataset: Path, tmp_path: Path) -> None:
         archives, "test", SETTINGS, cache_dir=tmp_path / "c", workers=1, progress=False
     )
     assert [g.atoms_id for g in graphs] == ["MoS2_test_006", "MoS2_test_007"]
+    # the same bytes under a new timestamp (a fresh mount of the data) are not extracted again
+    os.utime(archives / "high_density_defects.tar.gz", (1, 1))
+    again = load_split(archives, "test", SETTINGS, cache_dir=tmp_path / "c", progress=False)
+    assert [g.atoms_id for g in again] == ["MoS2_test_006", "MoS2_test_007"]
+    assert len(list((tmp_path / "c" / "extracted").iterdir())) == 1
 
 
 def test_root_with_only_test_split(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from definet.train import (
     bond_loss,
     coordinate_loss,
     evaluate_graphs,
+    noisy_start,
     training_loss,
 )
 
@@ -190,6 +191,32 @@ def test_training_with_bond_loss_runs(tmp_path: Path) -> None:
     assert TrainConfig.from_dict({"bond_loss_weight": 0.5}).bond_loss_weight == 0.5
     with pytest.raises(ValueError, match="bond_loss_weight must be >= 0"):
         TrainConfig.from_dict({"bond_loss_weight": -1.0})
+
+
+def test_position_noise_moves_real_atoms_only(tmp_path: Path) -> None:
+    from torch_geometric.data import Batch
+
+    data = graphs(3)
+    original = data[0].pos.clone()
+    batch = Batch.from_data_list(data[:2])
+    torch.manual_seed(0)
+    noisy = noisy_start(batch, 0.1)
+    vacancies = batch.marker == VACANCY
+    assert vacancies.any()
+    assert torch.equal(noisy[vacancies], batch.pos[vacancies])
+    moved = (noisy[~vacancies] - batch.pos[~vacancies]).abs()
+    assert moved.min() > 0 and 0.05 < moved.mean() < 0.11  # sigma * sqrt(2 / pi) = 0.08
+    assert torch.equal(data[0].pos, original)  # the dataset's graphs are never changed
+
+    plain = Trainer(config(tmp_path / "plain", epochs=1), data[:2], data[2:], progress=False)
+    plain.fit()
+    cfg = config(tmp_path / "noisy", epochs=1, position_noise=0.05)
+    noisy_run = Trainer(cfg, data[:2], data[2:], progress=False)
+    noisy_run.fit()
+    pairs = zip(plain.model.parameters(), noisy_run.model.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)  # the noise reached the gradients
+    with pytest.raises(ValueError, match="position_noise must be >= 0"):
+        TrainConfig.from_dict({"position_noise": -0.1})
 
 
 def test_init_from_grows_depth_without_changing_predictions(tmp_path: Path) -> None:
