@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_geometric.loader import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, np.inf)  # A
@@ -33,14 +32,13 @@ def displacements(checkpoint: str | None, data_root: Path, split: str, hosts: li
     from definet.data.markers import VACANCY
     from definet.metrics import minimum_image
     from definet.predict import resolve_checkpoint
-    from definet.train import predict_batch
+    from definet.train import predicted_batches
 
     model, settings, _ = load_model(resolve_checkpoint(checkpoint))
     graphs = load_split(data_root, split, settings=settings, hosts=hosts, progress=False)
     out: dict[str, tuple[list, list]] = {}
-    for batch in DataLoader(graphs, batch_size=16):
-        with torch.no_grad():
-            pred = predict_batch(model, batch).double().numpy()
+    for batch, pred_tensor in predicted_batches(model, graphs):
+        pred = pred_tensor.numpy()
         for i in range(batch.num_graphs):
             nodes = ((batch.batch == i) & (batch.marker != VACANCY)).numpy()
             cell = batch.cell[i].numpy()

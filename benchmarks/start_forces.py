@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_geometric.loader import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.1, 0.15)  # eV/A
@@ -29,14 +28,12 @@ def largest_forces(checkpoint: str, data_root: Path, split: str, loss) -> dict[s
     """Host -> largest force (eV/A) on each predicted structure of ``split``."""
     from definet.checkpoint import load_model
     from definet.data.dataset import load_split
-    from definet.train import predict_batch
+    from definet.train import predicted_batches
 
     model, settings, _ = load_model(checkpoint)
-    model.eval()
     by_host: dict[str, list[float]] = {}
-    for batch in DataLoader(load_split(data_root, split, settings=settings, progress=False), 8):
-        with torch.no_grad():
-            pred = predict_batch(model, batch)
+    graphs = load_split(data_root, split, settings=settings, progress=False)
+    for batch, pred in predicted_batches(model, graphs, batch_size=8):
         for host, forces in zip(batch.host, loss.forces(pred, batch), strict=True):
             by_host.setdefault(host, []).append(forces.norm(dim=1).max().item())
     return by_host

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,16 +210,24 @@ def training_loss(pred: torch.Tensor, batch: Data, bond_weight: float = 0.0) -> 
     return loss
 
 
-@torch.no_grad()
+def predicted_batches(
+    model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
+) -> Iterator[tuple[Data, torch.Tensor]]:
+    """``(batch, predicted coordinates)`` over ``graphs`` in eval mode, without gradients; both
+    on the CPU, the coordinates in float64."""
+    model.eval()
+    for batch in DataLoader(list(graphs), batch_size=batch_size):
+        with torch.no_grad():
+            pred = predict_batch(model, batch.to(device)).cpu().double()
+        yield batch.cpu(), pred
+
+
 def evaluate_graphs(
     model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
 ) -> dict:
     """Per-host and overall errors of ``model`` on graphs carrying targets ``y``."""
-    model.eval()
     errors = []
-    for batch in DataLoader(list(graphs), batch_size=batch_size):
-        pred = predict_batch(model, batch.to(device)).cpu().double()
-        batch = batch.cpu()
+    for batch, pred in predicted_batches(model, graphs, batch_size, device):
         for i, graph in enumerate(batch.to_data_list()):
             errors.append(graph_errors(graph, pred[batch.batch == i]))
     return summarize_by_host(errors)

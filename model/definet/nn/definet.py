@@ -135,7 +135,9 @@ class GlobalNode(nn.Module):
         gs = gs + self.read_s(torch.cat([gs, mean_s], dim=-1))
         gv = gv + self.read_v(torch.cat([gv, mean_v], dim=-1))
         h = h + self.write_s(gs).index_select(0, batch)
-        v = v + self.write_v(gv).index_select(0, batch) * torch.sigmoid(self.write_gate(h)).unsqueeze(1)
+        v = v + self.write_v(gv).index_select(0, batch) * torch.sigmoid(
+            self.write_gate(h)
+        ).unsqueeze(1)
         return h, v, gs, gv
 
 

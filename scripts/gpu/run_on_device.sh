@@ -1,0 +1,18 @@
+#!/bin/bash
+# One call on a lent GPU machine (see scripts/gpu/README.md): install the carried wheels, then
+# train CONFIG from the packed graphs until TRAIN_WINDOW_S seconds after the start.
+#   bash scripts/gpu/run_on_device.sh workflows/train/experiments/high-density-gpu-h128.yaml
+set -o pipefail
+T0=$(date +%s)
+CONFIG=${1:?training config}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 11
+export PYTHONPATH=/tmp/site:$PWD/model PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 12
+python3 scripts/gpu/train_on_device.py --config "$CONFIG" --graphs .gpu/graphs.npz \
+    --out-dir "$OUT/run" --deadline $((T0 + ${TRAIN_WINDOW_S:-480})) 2>&1 | grep -v Warn | tee "$OUT/train.log"
+rc=$?
+rm -f "$OUT/run/last.pt"  # optimizer state: too large to come back, and not needed here
+echo "done in $(( $(date +%s) - T0 )) s"
+exit $rc

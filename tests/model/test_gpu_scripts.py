@@ -1,0 +1,81 @@
+"""The GPU helpers in scripts/gpu: packed graphs come back equal; a deadline run trains."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from definet.data.dataset import load_split
+from definet.data.graphs import GraphSettings
+
+GPU_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "gpu"
+
+
+def load_script(name: str):
+    sys.path.insert(0, str(GPU_SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, GPU_SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_packed_graphs_come_back_equal(tiny_dataset: Path, tmp_path: Path) -> None:
+    pack_graphs = load_script("pack_graphs")
+    graphs = load_split(
+        tiny_dataset, "train", GraphSettings(4.0, 12), cache_dir=tmp_path, progress=False
+    )
+    np.savez_compressed(tmp_path / "g.npz", **pack_graphs.pack(graphs, "train"))
+    with np.load(tmp_path / "g.npz") as packed:
+        back = pack_graphs.unpack(dict(packed), "train")
+    assert len(back) == len(graphs) == 4
+    for a, b in zip(graphs, back, strict=True):
+        assert (a.host, a.atoms_id) == (b.host, b.atoms_id)
+        for key in ("z", "marker", "pos", "y", "cell", "edge_index", "edge_image"):
+            assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+def test_deadline_run_sets_steps_and_trains(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    config = {
+        "data_root": str(tiny_dataset),
+        "out_dir": str(tmp_path / "unused"),
+        "model": {"hidden": 8, "num_layers": 2, "num_rbf": 8, "cutoff": 4.0},
+        "graph": {"cutoff": 4.0, "max_neighbors": 12},
+        "batch_size": 2,
+        "schedule": "cosine",
+        "max_steps": 1,
+        "device": "cpu",
+        "threads": 1,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    graphs_path = tmp_path / "graphs.npz"
+    argv = ["pack_graphs", "--config", str(config_path), "--out", str(graphs_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    load_script("pack_graphs").main()
+    out_dir = tmp_path / "run"
+    deadline = time.time() + 45
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["train_on_device", "--config", str(config_path), "--graphs", str(graphs_path)]
+        + ["--out-dir", str(out_dir), "--deadline", str(deadline)],
+    )
+    load_script("train_on_device").main()
+    assert time.time() < deadline + 10
+    chosen = yaml.safe_load((out_dir / "config.yaml").read_text())
+    assert chosen["max_steps"] > 50  # many more than the config's 1: set from the probe
+    trained = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in trained) >= chosen["max_steps"] * 0.5
+    assert (out_dir / "best.pt").exists()
