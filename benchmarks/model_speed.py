@@ -1,11 +1,16 @@
-"""Training throughput and inference latency of DefiNet on 8x8 MoS2 structures (CPU).
+"""Training throughput and inference latency of DefiNet on real structures, CPU or GPU.
 
     python benchmarks/model_speed.py [--config workflows/train/definet-joint.yaml] [--threads 2]
+    python benchmarks/model_speed.py --config workflows/train/definet-high-density.yaml \
+        --host MoS2_500 --threads 1 --json speed.json
+    python benchmarks/model_speed.py --config workflows/train/experiments/high-density-gpu-h128.yaml \
+        --host MoS2_500 --device cuda
 
-Reads 8x8 MoS2 pairs of the shared DefiNet set (low-density MoS2 val split), builds graphs with
-the config's settings, and prints: training structures/s (forward + backward + AdamW step,
-batch size of the config), inference ms/structure at batch 1 and 32, and peak resident memory
-of each phase (measured in a fresh subprocess so the phases do not mix).
+Reads the val pairs (``--split``) of one host of the DefiNet set (default: the low-density 8x8 MoS2), builds
+graphs with the config's settings, and prints: training structures/s at the config's batch size
+with the time of each phase of a step (forward + loss, backward, clipping + AdamW, EMA update;
+the device is synchronised around each), inference ms/structure at batch 1 and 32, and the peak
+resident memory of each phase (measured in a fresh subprocess so the phases do not mix).
 """
 
 from __future__ import annotations
@@ -22,117 +27,166 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "definet-dataset"
+TRAIN_BATCHES = 12  # 2 warm-up + 10 timed
 
 
-def load_graphs(config_path: str, n: int):
+def load_graphs(config_path: str, data_root: str, split: str, host: str, n: int):
     from definet.data.dataset import load_split
     from definet.train import TrainConfig
 
     cfg = TrainConfig.from_yaml(config_path)
-    graphs = load_split(DATA, "val", cfg.graph, hosts=["MoS2"], progress=False)[:n]
+    graphs = load_split(data_root, split, cfg.graph, hosts=[host], progress=False)[:n]
     return cfg, graphs
 
 
-def phase(name: str, config_path: str, threads: int) -> dict:
+def train_phase(model, cfg, graphs: list, device) -> dict:
+    """Structures/s and mean ms per phase of the trainer's step, after 2 warm-up batches."""
+    import torch
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch_geometric.loader import DataLoader
+
+    from definet.train import coordinate_loss, predict_batch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+    batches = [b.to(device) for b in DataLoader(graphs, batch_size=cfg.batch_size)]
+    if len(batches) < 3:
+        raise ValueError(f"{len(graphs)} structures make {len(batches)} batches; 3 or more needed")
+
+    def sync() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    phases = dict.fromkeys(("forward", "backward", "optimizer", "ema"), 0.0)
+    for i, batch in enumerate(batches):
+        t0 = sync()
+        loss = coordinate_loss(predict_batch(model, batch), batch)
+        t1 = sync()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t2 = sync()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        t3 = sync()
+        ema.update_parameters(model)
+        t4 = sync()
+        if i >= 2:
+            for name, start, end in zip(phases, (t0, t1, t2, t3), (t1, t2, t3, t4), strict=True):
+                phases[name] += end - start
+    timed = batches[2:]
+    seconds = sum(phases.values())
+    return {
+        "structures_per_s": sum(b.num_graphs for b in timed) / seconds,
+        **{f"{name}_ms_per_step": 1000 * s / len(timed) for name, s in phases.items()},
+    }
+
+
+def phase(name: str, args: argparse.Namespace) -> dict:
     import torch
     from torch_geometric.loader import DataLoader
 
     from definet.nn import DefiNet
-    from definet.train import coordinate_loss, predict_batch
+    from definet.train import predict_batch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg, graphs = load_graphs(config_path, 96)
-    model = DefiNet(cfg.model)
+    device = torch.device(args.device)
+    cfg, graphs = load_graphs(args.config, args.data_root, args.split, args.host, 96)
+    model = DefiNet(cfg.model).to(device)
     result: dict = {
         "phase": name,
         "n_atoms": int(graphs[0].z.numel()),
         "n_edges": int(graphs[0].edge_index.shape[1]),
     }
     if name == "train":
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
-        batches = list(DataLoader(graphs, batch_size=cfg.batch_size, shuffle=False))
-        for batch in batches[:2]:  # warm-up
-            loss = coordinate_loss(predict_batch(model, batch), batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        start = time.perf_counter()
-        for batch in batches[2:]:
-            loss = coordinate_loss(predict_batch(model, batch), batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        seconds = time.perf_counter() - start
-        result["structures_per_s"] = len(graphs[2 * cfg.batch_size :]) / seconds
+        result |= train_phase(model, cfg, graphs[: TRAIN_BATCHES * cfg.batch_size], device)
     else:
         batch_size = int(name.split("_")[1])
         model.eval()
         batches = list(
             DataLoader(graphs[:64] if batch_size > 1 else graphs[:20], batch_size=batch_size)
         )
+        batches = [b.to(device) for b in batches]
         with torch.no_grad():
             predict_batch(model, batches[0])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             start = time.perf_counter()
             n = 0
             for batch in batches:
                 predict_batch(model, batch)
                 n += batch.num_graphs
+            if device.type == "cuda":
+                torch.cuda.synchronize()
         result["ms_per_structure"] = 1000 * (time.perf_counter() - start) / n
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "workflows/train/definet-joint.yaml"))
+    parser.add_argument("--data-root", default=str(DATA))
+    parser.add_argument("--host", default="MoS2", help="host folder whose pairs are used")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.phase:
-        print(json.dumps(phase(args.phase, args.config, args.threads)))
-        return
-    if not DATA.is_dir():
-        sys.exit(f"the shared DefiNet dataset is absent ({DATA}); nothing to measure")
-    print(
-        f"command: python benchmarks/model_speed.py --config {args.config} --threads {args.threads}"
+        print(json.dumps(phase(args.phase, args)))
+        return 0
+    if not Path(args.data_root).exists():
+        parser.error(f"--data-root {args.data_root}: not found (the DefiNet dataset)")
+    command = (
+        f"python benchmarks/model_speed.py --config {args.config} --host {args.host} "
+        f"--device {args.device} --threads {args.threads}"
     )
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"python {platform.python_version()}"
     )
+    print(f"command: {command}\nmachine: {machine}")
     rows = []
     for name in ("train", "infer_1", "infer_32"):
         out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--phase",
-                name,
-                "--config",
-                args.config,
-                "--threads",
-                str(args.threads),
-            ],
+            [sys.executable, __file__, "--phase", name, *_forwarded(args)],
             capture_output=True,
             text=True,
-            check=True,
         )
+        if out.returncode:
+            sys.stderr.write(out.stderr)
+            return out.returncode
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"8x8 MoS2: {rows[0]['n_atoms']} nodes, {rows[0]['n_edges']} edges per structure")
-    print(
-        f"training:   {rows[0]['structures_per_s']:.1f} structures/s "
-        f"(peak RSS {rows[0]['peak_rss_mb']:.0f} MB)"
+    train, infer_1, infer_32 = rows
+    steps = ", ".join(
+        f"{p} {train[f'{p}_ms_per_step']:.1f}" for p in ("forward", "backward", "optimizer", "ema")
     )
+    print(f"{args.host}: {train['n_atoms']} nodes, {train['n_edges']} edges per structure")
     print(
-        f"inference:  {rows[1]['ms_per_structure']:.1f} ms/structure at batch 1 "
-        f"(peak RSS {rows[1]['peak_rss_mb']:.0f} MB)"
+        f"training:   {train['structures_per_s']:.1f} structures/s; ms per step: {steps} "
+        f"(peak RSS {train['peak_rss_mb']:.0f} MB)"
     )
-    print(
-        f"inference:  {rows[2]['ms_per_structure']:.1f} ms/structure at batch 32 "
-        f"(peak RSS {rows[2]['peak_rss_mb']:.0f} MB)"
-    )
+    for row, size in ((infer_1, 1), (infer_32, 32)):
+        print(
+            f"inference:  {row['ms_per_structure']:.1f} ms/structure at batch {size} "
+            f"(peak RSS {row['peak_rss_mb']:.0f} MB)"
+        )
+    if args.json:
+        payload = {"command": command, "machine": machine, "phases": rows}
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+def _forwarded(args: argparse.Namespace) -> list[str]:
+    return [
+        *("--config", args.config, "--data-root", args.data_root, "--host", args.host),
+        *("--split", args.split),
+        *("--device", args.device, "--threads", str(args.threads)),
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
