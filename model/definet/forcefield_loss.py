@@ -11,13 +11,15 @@ target's (eV/atom) and the mean residual force (eV/A, second derivatives of the 
 from __future__ import annotations
 
 from copy import copy
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
-from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Data
 
 from definet.data.markers import VACANCY
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 #: Force fields that can score predictions (the model must take a pymatgen graph converter
 #: and give energies per atom and forces, as CHGNet does).
@@ -41,6 +43,8 @@ def load_force_field(name: str) -> Any:
 
 def target_structure(graph: Data) -> Structure:
     """The relaxed target of a training graph: its real atoms (no vacancy nodes) at ``y``."""
+    from pymatgen.core import Lattice, Structure
+
     real = (graph.marker != VACANCY).numpy()
     return Structure(
         Lattice(graph.cell[0].numpy()),

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from definet.data.dataset import load_split
 from definet.train import TrainConfig
 
 NODE_KEYS = ("z", "marker", "pos", "y")
@@ -66,6 +65,8 @@ def main() -> None:
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
+    from definet.data.dataset import load_split  # parses CIFs: pymatgen, needed here only
+
     config = TrainConfig.from_yaml(args.config)
     packed: dict[str, np.ndarray] = {}
     for split in ("train", "val"):

@@ -1,12 +1,14 @@
 #!/bin/bash
-# One call on a lent GPU machine (see scripts/gpu/README.md): install the carried wheels, then
+# One call on a lent GPU machine (see scripts/gpu/README.md): install carried wheels if any, then
 # train CONFIG from the packed graphs until TRAIN_WINDOW_S seconds after the start.
 #   bash scripts/gpu/run_on_device.sh workflows/train/experiments/high-density-gpu-h128.yaml
 set -o pipefail
 T0=$(date +%s)
 CONFIG=${1:?training config}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 11
+if compgen -G ".whl/*.whl" >/dev/null; then  # optional: only parsing CIFs there needs pymatgen
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 11
+fi
 export PYTHONPATH=/tmp/site:$PWD/model PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 12

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +31,7 @@ FINISH_S = 30  # last validation and save
 
 def step_seconds(config: TrainConfig, train: list, val: list) -> float:
     """Seconds per training step, timed on steps 20..PROBE_STEPS of a throw-away run."""
-    out = Path(f"/tmp/probe-{Path(config.out_dir).name}")
+    out = Path(tempfile.mkdtemp(prefix="definet-probe-"))  # fresh: never resumes an old probe
     probe = replace(
         config, out_dir=str(out), max_steps=PROBE_STEPS, val_every=10**9, checkpoint_every=10**9
     )
@@ -58,6 +59,11 @@ def main() -> None:
     step_s = step_seconds(config, train, val)
     left = args.deadline - time.time() - FINISH_S
     steps = int(0.9 * left / step_s)
+    if steps < PROBE_STEPS:
+        raise SystemExit(
+            f"--deadline leaves {left:.0f} s after the probe: {steps} steps of "
+            f"{1000 * step_s:.0f} ms; give it more time"
+        )
     config = replace(
         config,
         max_steps=steps,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,17 @@ from definet.data.dataset import load_split
 from definet.data.graphs import GraphSettings
 
 GPU_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "gpu"
+WITHOUT_PYMATGEN = """
+import importlib.abc, runpy, sys
+class NoPymatgen(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "pymatgen":
+            raise ModuleNotFoundError(f"{name} is blocked in this test", name=name)
+sys.meta_path.insert(0, NoPymatgen())
+script, sys.argv = sys.argv[1], sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+assert "pymatgen" not in sys.modules
+"""
 
 
 def load_script(name: str):
@@ -66,16 +78,42 @@ def test_deadline_run_sets_steps_and_trains(
     load_script("pack_graphs").main()
     out_dir = tmp_path / "run"
     deadline = time.time() + 45
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        ["train_on_device", "--config", str(config_path), "--graphs", str(graphs_path)]
-        + ["--out-dir", str(out_dir), "--deadline", str(deadline)],
+    args = ["--config", str(config_path), "--graphs", str(graphs_path)]
+    args += ["--out-dir", str(out_dir), "--deadline", str(deadline)]
+    # a GPU node may lack pymatgen: training from packed graphs must not import it
+    subprocess.run(
+        [sys.executable, "-c", WITHOUT_PYMATGEN, str(GPU_SCRIPTS / "train_on_device.py"), *args],
+        check=True,
     )
-    load_script("train_on_device").main()
     assert time.time() < deadline + 10
     chosen = yaml.safe_load((out_dir / "config.yaml").read_text())
     assert chosen["max_steps"] > 50  # many more than the config's 1: set from the probe
     trained = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in trained) >= chosen["max_steps"] * 0.5
     assert (out_dir / "best.pt").exists()
+
+
+def test_a_deadline_too_close_is_refused(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    pack_graphs = load_script("pack_graphs")
+    graphs = load_split(
+        tiny_dataset, "train", GraphSettings(4.0, 12), cache_dir=tmp_path, progress=False
+    )
+    np.savez_compressed(
+        tmp_path / "g.npz", **pack_graphs.pack(graphs, "train"), **pack_graphs.pack(graphs, "val")
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"hidden": 8, "num_layers": 1, "num_rbf": 8, "cutoff": 4.0},
+                "device": "cpu",
+                "threads": 1,
+            }
+        )
+    )
+    args = ["--config", str(config), "--graphs", str(tmp_path / "g.npz")]
+    args += ["--out-dir", str(tmp_path / "run"), "--deadline", str(time.time())]
+    monkeypatch.setattr(sys, "argv", ["train_on_device", *args])
+    with pytest.raises(SystemExit, match="give it more time"):
+        load_script("train_on_device").main()
+    assert not (tmp_path / "run" / "best.pt").exists()

@@ -8,13 +8,16 @@ the stored periodic image of each edge (the cell is fixed).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from pymatgen.core import Structure
 from torch_geometric.data import Data
 
 from definet.data.markers import VACANCY, markers_of
+
+if TYPE_CHECKING:  # only graph building needs pymatgen; training on built graphs does not
+    from pymatgen.core import Structure
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ def structure_to_graph(
     if relaxed is not None:
         real = np.flatnonzero(markers != VACANCY)
         y = marked.cart_coords.copy()
+        from pymatgen.core import Structure
+
         real_sites = Structure.from_sites([marked[i] for i in real])
         y[real] = unwrap_to_nearest_image(real_sites, relaxed)
         data.y = torch.tensor(y, dtype=torch.float64)

@@ -8,10 +8,13 @@ ideal sites, appended after all real atoms, so real atoms keep their order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pymatgen.core import Lattice, Structure
 from scipy.optimize import linear_sum_assignment
+
+if TYPE_CHECKING:  # pymatgen loads where structures are built, so the network does not need it
+    from pymatgen.core import Lattice, Structure
 
 PRISTINE, SUBSTITUTION, VACANCY, INTERSTITIAL = 0, 1, 2, 3
 MARKER_KEY = "defect_marker"
@@ -101,6 +104,8 @@ def pristine_supercell(
         keeping the Cartesian coordinates of the ideal sites (the high-density DefiNet set
         resets c to 20 A this way).
     """
+    from pymatgen.core import Structure
+
     if supercell is None:
         if lattice is None:
             raise ValueError("give a supercell or the lattice of the defect structure")
@@ -165,6 +170,8 @@ def mark_defects(
     HostMismatchError
         When more than half of the atoms match no ideal site (wrong host or supercell).
     """
+    from pymatgen.core import Structure
+
     if not np.allclose(structure.lattice.matrix, pristine.lattice.matrix, atol=1e-3):
         pristine = Structure(
             structure.lattice, pristine.species, pristine.cart_coords, coords_are_cartesian=True
@@ -212,6 +219,8 @@ def markers_of(structure: Structure) -> np.ndarray:
 
 def strip_vacancies(structure: Structure) -> Structure:
     """The real atoms of a marked structure (vacancy nodes dropped); unmarked ones unchanged."""
+    from pymatgen.core import Structure
+
     markers = structure.site_properties.get(MARKER_KEY)
     if markers is None or VACANCY not in markers:
         return structure
