@@ -44,9 +44,7 @@ def symmetry_permutations(
     found = []
     for op in operations:
         moved = lattice.get_fractional_coords(op.operate_multi(pos))
-        delta = moved[:, None, :] - frac[None, :, :]
-        delta -= np.round(delta)
-        distance = np.linalg.norm(delta @ cell, axis=-1)
+        distance = lattice.get_all_distances(moved, frac)  # periodic, nearest image
         distance[kind[:, None] != kind[None, :]] = np.inf
         perm = distance.argmin(axis=1)
         if distance[np.arange(len(pos)), perm].max() < 10 * symprec and len(set(perm)) == len(pos):

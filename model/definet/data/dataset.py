@@ -91,21 +91,14 @@ class HostFolder:
         return folder / f"{atoms_id}_unrelaxed.cif", folder / f"{atoms_id}_relaxed.cif"
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def extract_archive(archive: Path, cache_dir: Path | None = None) -> Path:
     """Extract a dataset ``.tar.gz`` once into the cache; return the extracted directory.
 
     Keyed by the archive's bytes, so a copy or a new timestamp (a fresh mount) reuses it.
     """
     try:
-        key = _file_digest(archive)
+        with open(archive, "rb") as handle:
+            key = hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as exc:
         raise DatasetError(f"{archive}: cannot read archive ({exc})") from exc
     target = (cache_dir or default_cache_dir()) / "extracted" / f"{archive.name}-{key[:12]}"
