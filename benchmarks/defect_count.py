@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data_root.exists():
         parser.error(f"--data-root {args.data_root}: not found (the DefiNet dataset)")
     torch.set_num_threads(2)
-    results = by_defect_count(structure_rows(args.checkpoint, args.data_root, args.split, args.host))
+    results = by_defect_count(
+        structure_rows(args.checkpoint, args.data_root, args.split, args.host)
+    )
     print("| host | defect sites | n | MAE (A) | do-nothing (A) | ratio |")
     print("|---|---|---|---|---|---|")
     for host, result in results.items():
