@@ -1,4 +1,5 @@
-"""Where a checkpoint's coordinate error lives: binned by how far DFT moved each atom.
+"""Where a checkpoint's coordinate error lives: by how far DFT moved each atom, and by how many
+defects each structure has.
 
     python benchmarks/displacement_profile.py --split val \
         --host hBN_spin_500 --host BP_spin_500 --json benchmarks/results/displacement_profile-val.json
@@ -9,6 +10,12 @@ share of the host's absolute coordinate error, the atoms' mean error (A, per com
 MAE), and how much of the move the model makes, ``<p . d/|d|> / <|d|>`` (1: all of it along the
 right direction, 0: none). A model that predicts about half of the large moves is averaging
 over outcomes it cannot tell apart; more epochs or width do not fix that.
+
+The same pass groups the structures of each host by their number of defect sites (markers
+other than pristine, vacancy nodes included) in bins of three: n, coordinate MAE, do-nothing
+MAE and ratio per bin (as ``definet evaluate``), and the correlation between a structure's
+defect count and its own ratio. ``--split train`` shows how well the checkpoint fits what it
+was trained on, the other half of a generalisation gap.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,30 +31,36 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, np.inf)  # A
+DEFECT_BIN_WIDTH = 3
 
 
 def displacements(checkpoint: str | None, data_root: Path, split: str, hosts: list[str] | None):
-    """Host -> (true displacements, predicted displacements), (n_atoms, 3) each, real atoms."""
+    """``(host -> (true, predicted displacements), per-structure rows)``: the displacements are
+    (n_atoms, 3) arrays over real atoms; a row is ``(number of defect sites, StructureErrors)``."""
     from definet.checkpoint import load_model
     from definet.data.dataset import load_split
-    from definet.data.markers import VACANCY
-    from definet.metrics import minimum_image
+    from definet.data.markers import PRISTINE, VACANCY
+    from definet.metrics import graph_errors, minimum_image
     from definet.predict import resolve_checkpoint
     from definet.train import predicted_batches
 
     model, settings, _ = load_model(resolve_checkpoint(checkpoint))
     graphs = load_split(data_root, split, settings=settings, hosts=hosts, progress=False)
     out: dict[str, tuple[list, list]] = {}
+    rows = []
     for batch, pred_tensor in predicted_batches(model, graphs):
         pred = pred_tensor.numpy()
-        for i in range(batch.num_graphs):
+        for i, graph in enumerate(batch.to_data_list()):
+            defects = int((graph.marker != PRISTINE).sum())
+            rows.append((defects, graph_errors(graph, pred_tensor[batch.batch == i])))
             nodes = ((batch.batch == i) & (batch.marker != VACANCY)).numpy()
             cell = batch.cell[i].numpy()
             start = batch.pos.numpy()[nodes]
             true, moved = out.setdefault(batch.host[i], ([], []))
             true.append(minimum_image(batch.y.numpy()[nodes] - start, cell))
             moved.append(minimum_image(pred[nodes] - start, cell))
-    return {h: (np.concatenate(t), np.concatenate(p)) for h, (t, p) in sorted(out.items())}
+    moves = {h: (np.concatenate(t), np.concatenate(p)) for h, (t, p) in sorted(out.items())}
+    return moves, rows
 
 
 def profile(true: np.ndarray, moved: np.ndarray) -> list[dict]:
@@ -74,6 +88,39 @@ def profile(true: np.ndarray, moved: np.ndarray) -> list[dict]:
     return rows
 
 
+def by_defect_count(rows: Iterable[tuple[int, object]]) -> dict:
+    """Host -> ``{"bins": [...], "correlation": r}`` (see the module docstring)."""
+    from definet.metrics import summarize
+
+    hosts: dict[str, list[tuple[int, object]]] = {}
+    for defects, errors in rows:
+        hosts.setdefault(errors.host, []).append((defects, errors))
+    out = {}
+    for host, items in sorted(hosts.items()):
+        groups: dict[int, list] = {}
+        for defects, errors in items:
+            groups.setdefault((defects - 1) // DEFECT_BIN_WIDTH, []).append(errors)
+        bins = []
+        for key in sorted(groups):
+            summary = summarize(groups[key])
+            low = key * DEFECT_BIN_WIDTH + 1
+            bins.append(
+                {
+                    "defects": [low, low + DEFECT_BIN_WIDTH - 1],
+                    "n": summary.n,
+                    "mae": summary.mae,
+                    "dummy_mae": summary.dummy_mae,
+                    "ratio": summary.ratio,
+                }
+            )
+        counts = np.array([d for d, _ in items], dtype=float)
+        ratios = np.array([e.ratio for _, e in items])
+        varies = len(items) > 2 and counts.std() > 0 and np.nanstd(ratios) > 0
+        correlation = float(np.corrcoef(counts, ratios)[0, 1]) if varies else None
+        out[host] = {"bins": bins, "correlation": correlation}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="default: the shipped model")
@@ -87,12 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data_root.exists():
         parser.error(f"--data-root {args.data_root}: not found (the DefiNet dataset)")
     torch.set_num_threads(2)
-    results = {
-        host: profile(true, moved)
-        for host, (true, moved) in displacements(
-            args.checkpoint, args.data_root, args.split, args.host
-        ).items()
-    }
+    moves, rows = displacements(args.checkpoint, args.data_root, args.split, args.host)
+    results = {host: profile(true, moved) for host, (true, moved) in moves.items()}
+    counts = by_defect_count(rows)
     print("| host | DFT move (A) | atoms | share of error | mean error (A) | move captured |")
     print("|---|---|---|---|---|---|")
     for host, rows in results.items():
@@ -105,9 +149,23 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {host} | {span} | {row['share_of_atoms']:.1%} | "
                 f"{row['share_of_error']:.1%} | {error} | {captured} |"
             )
+    print("\n| host | defect sites | n | MAE (A) | do-nothing (A) | ratio |")
+    print("|---|---|---|---|---|---|")
+    for host, result in counts.items():
+        for row in result["bins"]:
+            low, high = row["defects"]
+            print(
+                f"| {host} | {low}-{high} | {row['n']} | {row['mae']:.4f} | "
+                f"{row['dummy_mae']:.4f} | {row['ratio']:.3f} |"
+            )
+    print("\ncorrelation of a structure's defect count with its ratio:")
+    for host, result in counts.items():
+        r = result["correlation"]
+        print(f"  {host}: {'n/a' if r is None else f'{r:.2f}'}")
     if args.json:
         payload = {"checkpoint": args.checkpoint or "shipped default", "split": args.split}
-        args.json.write_text(json.dumps(payload | {"hosts": results}, indent=2))
+        payload |= {"hosts": results, "by_defect_count": counts}
+        args.json.write_text(json.dumps(payload, indent=2))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/displacement_profile.py: bins and shares against hand-made displacements; a real run."""
+"""benchmarks/displacement_profile.py: bins and shares against hand-made displacements, defect-count
+bins against hand-made errors; a real run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from definet.metrics import LOCAL_RADII, StructureErrors
 from tests.flows.conftest import load_benchmark
 
 from .conftest import tiny_checkpoint
@@ -27,6 +29,30 @@ def test_profile_bins_shares_and_captured_move() -> None:
     assert rows[(0.05, 0.1)]["n_atoms"] == 0 and rows[(0.05, 0.1)]["mean_error"] is None
 
 
+def errors(host: str, mae: float, dummy: float) -> StructureErrors:
+    zero = {r: 0.0 for r in LOCAL_RADII}
+    return StructureErrors(host, "id", 10, mae, dummy, mae, zero, {r: 0 for r in LOCAL_RADII})
+
+
+def test_defect_count_bins_of_three_with_ratio_and_correlation() -> None:
+    bench = load_benchmark("displacement_profile")
+    rows = [
+        (1, errors("A", 0.01, 0.10)),
+        (3, errors("A", 0.03, 0.10)),
+        (4, errors("A", 0.06, 0.10)),
+        (9, errors("A", 0.09, 0.10)),
+        (2, errors("B", 0.05, 0.10)),
+    ]
+    result = bench.by_defect_count(rows)
+    bins = result["A"]["bins"]
+    assert [b["defects"] for b in bins] == [[1, 3], [4, 6], [7, 9]]
+    assert [b["n"] for b in bins] == [2, 1, 1]
+    assert bins[0]["ratio"] == pytest.approx(0.2)
+    assert bins[2]["mae"] == pytest.approx(0.09)
+    assert result["A"]["correlation"] > 0.9  # more defects, worse ratio
+    assert result["B"]["correlation"] is None  # one structure: no correlation
+
+
 def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("DEFINET_CACHE_DIR", str(tmp_path / "cache"))
     bench = load_benchmark("displacement_profile")
@@ -39,6 +65,9 @@ def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) 
     assert result["split"] == "val"
     assert sum(r["n_atoms"] for r in rows) > 0
     assert sum(r["share_of_error"] for r in rows) == pytest.approx(1)
+    bins = result["by_defect_count"]["MoS2_500"]["bins"]
+    assert sum(b["n"] for b in bins) > 0
+    assert all(b["defects"][0] >= 1 and b["dummy_mae"] > 0 for b in bins)
 
 
 def test_missing_dataset_is_named(tmp_path) -> None:
