@@ -2,7 +2,7 @@
 defects each structure has.
 
     python benchmarks/displacement_profile.py --split val \
-        --host hBN_spin_500 --host BP_spin_500 --json benchmarks/results/displacement_profile-val.json
+        --json benchmarks/results/displacement_profile-val.json
 
 For every real atom of a split, the DFT displacement ``d`` (relaxed - unrelaxed, minimum image)
 and the predicted one ``p`` fall in bins of ``|d|``. Per host and bin: the share of atoms, the
@@ -48,17 +48,15 @@ def displacements(checkpoint: str | None, data_root: Path, split: str, hosts: li
     graphs = load_split(data_root, split, settings=settings, hosts=hosts, progress=False)
     out: dict[str, tuple[list, list]] = {}
     rows = []
-    for batch, pred_tensor in predicted_batches(model, graphs):
-        pred = pred_tensor.numpy()
+    for batch, pred in predicted_batches(model, graphs):
         for i, graph in enumerate(batch.to_data_list()):
-            defects = int((graph.marker != PRISTINE).sum())
-            rows.append((defects, graph_errors(graph, pred_tensor[batch.batch == i])))
-            nodes = ((batch.batch == i) & (batch.marker != VACANCY)).numpy()
-            cell = batch.cell[i].numpy()
-            start = batch.pos.numpy()[nodes]
-            true, moved = out.setdefault(batch.host[i], ([], []))
-            true.append(minimum_image(batch.y.numpy()[nodes] - start, cell))
-            moved.append(minimum_image(pred[nodes] - start, cell))
+            moved_to = pred[batch.batch == i]
+            rows.append((int((graph.marker != PRISTINE).sum()), graph_errors(graph, moved_to)))
+            real = graph.marker != VACANCY
+            cell, start = graph.cell[0].numpy(), graph.pos[real].numpy()
+            true, moved = out.setdefault(graph.host, ([], []))
+            true.append(minimum_image(graph.y[real].numpy() - start, cell))
+            moved.append(minimum_image(moved_to[real].numpy() - start, cell))
     moves = {h: (np.concatenate(t), np.concatenate(p)) for h, (t, p) in sorted(out.items())}
     return moves, rows
 
