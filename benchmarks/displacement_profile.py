@@ -16,6 +16,12 @@ other than pristine, vacancy nodes included) in bins of three: n, coordinate MAE
 MAE and ratio per bin (as ``definet evaluate``), and the correlation between a structure's
 defect count and its own ratio. ``--split train`` shows how well the checkpoint fits what it
 was trained on, the other half of a generalisation gap.
+
+``--start-forces`` asks whether a universal potential knows what the model misses: CHGNet's
+forces ``F`` on the unrelaxed structure (no relaxation) against the DFT move ``d`` and the
+model's miss ``d - p``, per host: their cosines over all atoms, and the share of the MAE left
+after adding the least-squares multiple of ``F`` to the prediction (fitted on the split itself:
+about what a linear force prior could add at most; 1 = nothing).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +40,17 @@ BIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, np.inf)  # A
 DEFECT_BIN_WIDTH = 3
 
 
-def displacements(checkpoint: str | None, data_root: Path, split: str, hosts: list[str] | None):
-    """``(host -> (true, predicted displacements), per-structure rows)``: the displacements are
-    (n_atoms, 3) arrays over real atoms; a row is ``(number of defect sites, StructureErrors)``."""
+def displacements(
+    checkpoint: str | None,
+    data_root: Path,
+    split: str,
+    hosts: list[str] | None,
+    start_force: Callable | None = None,
+):
+    """``(host -> (true, predicted displacements[, start forces]), per-structure rows)``: the
+    arrays are (n_atoms, 3) over real atoms (forces only with ``start_force``, a callable from a
+    graph to the forces on its real atoms at ``pos``); a row is ``(number of defect sites,
+    StructureErrors)``."""
     from definet.checkpoint import load_model
     from definet.data.dataset import load_split
     from definet.data.markers import PRISTINE, VACANCY
@@ -54,10 +68,12 @@ def displacements(checkpoint: str | None, data_root: Path, split: str, hosts: li
             rows.append((int((graph.marker != PRISTINE).sum()), graph_errors(graph, moved_to)))
             real = graph.marker != VACANCY
             cell, start = graph.cell[0].numpy(), graph.pos[real].numpy()
-            true, moved = out.setdefault(graph.host, ([], []))
-            true.append(minimum_image(graph.y[real].numpy() - start, cell))
-            moved.append(minimum_image(moved_to[real].numpy() - start, cell))
-    moves = {h: (np.concatenate(t), np.concatenate(p)) for h, (t, p) in sorted(out.items())}
+            arrays = out.setdefault(graph.host, ([], [], []))
+            arrays[0].append(minimum_image(graph.y[real].numpy() - start, cell))
+            arrays[1].append(minimum_image(moved_to[real].numpy() - start, cell))
+            if start_force is not None:
+                arrays[2].append(start_force(graph))
+    moves = {h: tuple(np.concatenate(a) for a in arrays if a) for h, arrays in sorted(out.items())}
     return moves, rows
 
 
@@ -84,6 +100,47 @@ def profile(true: np.ndarray, moved: np.ndarray) -> list[dict]:
             }
         )
     return rows
+
+
+def chgnet_start_force() -> Callable:
+    """Graph -> CHGNet's forces (eV/A) on its real atoms at the unrelaxed coordinates."""
+    from pymatgen.core import Lattice, Structure
+
+    from definet.data.markers import VACANCY
+    from definet.forcefield_loss import load_force_field
+
+    chgnet = load_force_field("CHGNet")
+
+    def start_force(graph) -> np.ndarray:
+        real = graph.marker != VACANCY
+        structure = Structure(
+            Lattice(graph.cell[0].numpy()),
+            graph.z[real].numpy(),
+            graph.pos[real].numpy(),
+            coords_are_cartesian=True,
+        )
+        return np.asarray(chgnet.predict_structure(structure, task="ef")["f"])
+
+    return start_force
+
+
+def force_alignment(true: np.ndarray, moved: np.ndarray, force: np.ndarray) -> dict:
+    """Cosines of the start force with the move and the miss, and the MAE share left after
+    the best multiple of the force (see the module docstring)."""
+    miss = true - moved
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        norm = np.sqrt((a * a).sum() * (b * b).sum())
+        return float((a * b).sum() / norm) if norm > 0 else 0.0
+
+    scale = float((miss * force).sum() / (force * force).sum()) if force.any() else 0.0
+    left = np.abs(miss - scale * force).mean() / np.abs(miss).mean() if miss.any() else 1.0
+    return {
+        "cos_force_move": cosine(force, true),
+        "cos_force_miss": cosine(force, miss),
+        "best_scale": scale,
+        "error_left": float(left),
+    }
 
 
 def by_defect_count(rows: Iterable[tuple[int, object]]) -> dict:
@@ -128,12 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     parser.add_argument("--host", action="append", help="repeatable; default: every host")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--start-forces", action="store_true", help="also CHGNet's forces at the start"
+    )
     args = parser.parse_args(argv)
     if not args.data_root.exists():
         parser.error(f"--data-root {args.data_root}: not found (the DefiNet dataset)")
     torch.set_num_threads(2)
-    moves, rows = displacements(args.checkpoint, args.data_root, args.split, args.host)
-    results = {host: profile(true, moved) for host, (true, moved) in moves.items()}
+    start_force = chgnet_start_force() if args.start_forces else None
+    moves, rows = displacements(args.checkpoint, args.data_root, args.split, args.host, start_force)
+    results = {host: profile(*arrays[:2]) for host, arrays in moves.items()}
     counts = by_defect_count(rows)
     print("| host | DFT move (A) | atoms | share of error | mean error (A) | move captured |")
     print("|---|---|---|---|---|---|")
@@ -160,9 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     for host, result in counts.items():
         r = result["correlation"]
         print(f"  {host}: {'n/a' if r is None else f'{r:.2f}'}")
+    payload = {"checkpoint": args.checkpoint or "shipped default", "split": args.split}
+    payload |= {"hosts": results, "by_defect_count": counts}
+    if start_force is not None:
+        payload["start_forces"] = {h: force_alignment(*arrays) for h, arrays in moves.items()}
+        print("\nCHGNet's force at the start against the DFT move and the model's miss:")
+        print("| host | cos(force, move) | cos(force, miss) | error left after best force |")
+        print("|---|---|---|---|")
+        for host, row in payload["start_forces"].items():
+            print(
+                f"| {host} | {row['cos_force_move']:.3f} | {row['cos_force_miss']:.3f} | "
+                f"{row['error_left']:.1%} |"
+            )
     if args.json:
-        payload = {"checkpoint": args.checkpoint or "shipped default", "split": args.split}
-        payload |= {"hosts": results, "by_defect_count": counts}
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 

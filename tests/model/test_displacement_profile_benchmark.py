@@ -29,6 +29,20 @@ def test_profile_bins_shares_and_captured_move() -> None:
     assert rows[(0.05, 0.1)]["n_atoms"] == 0 and rows[(0.05, 0.1)]["mean_error"] is None
 
 
+def test_force_alignment_finds_a_force_that_explains_the_miss() -> None:
+    bench = load_benchmark("displacement_profile")
+    true = np.array([[0.3, 0.0, 0.0], [0.0, 0.2, 0.0], [0.0, 0.0, 0.1]])
+    moved = true / 2
+    explains = bench.force_alignment(true, moved, force=2 * (true - moved))
+    assert explains["cos_force_miss"] == pytest.approx(1)
+    assert explains["best_scale"] == pytest.approx(0.5)
+    assert explains["error_left"] == pytest.approx(0, abs=1e-12)
+    sideways = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    useless = bench.force_alignment(true, moved, force=sideways)
+    assert useless["cos_force_miss"] == pytest.approx(0)
+    assert useless["error_left"] == pytest.approx(1)
+
+
 def errors(host: str, mae: float, dummy: float) -> StructureErrors:
     zero = {r: 0.0 for r in LOCAL_RADII}
     return StructureErrors(host, "id", 10, mae, dummy, mae, zero, {r: 0 for r in LOCAL_RADII})
@@ -68,6 +82,19 @@ def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) 
     bins = result["by_defect_count"]["MoS2_500"]["bins"]
     assert sum(b["n"] for b in bins) > 0
     assert all(b["defects"][0] >= 1 and b["dummy_mae"] > 0 for b in bins)
+
+
+def test_start_forces_are_scored_per_host(tiny_dataset, tmp_path, monkeypatch) -> None:
+    """The real CHGNet at the unrelaxed structures of the tiny dataset."""
+    monkeypatch.setenv("DEFINET_CACHE_DIR", str(tmp_path / "cache"))
+    bench = load_benchmark("displacement_profile")
+    out = tmp_path / "profile.json"
+    checkpoint = tiny_checkpoint(tmp_path / "m.pt")
+    args = ["--checkpoint", str(checkpoint), "--data-root", str(tiny_dataset), "--json", str(out)]
+    assert bench.main([*args, "--start-forces"]) == 0
+    row = json.loads(out.read_text())["start_forces"]["MoS2_500"]
+    assert -1 <= row["cos_force_miss"] <= 1 and -1 <= row["cos_force_move"] <= 1
+    assert np.isfinite(row["best_scale"]) and row["error_left"] > 0
 
 
 def test_missing_dataset_is_named(tmp_path) -> None:
