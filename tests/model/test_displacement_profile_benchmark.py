@@ -68,12 +68,13 @@ def test_defect_count_bins_of_three_with_ratio_and_correlation() -> None:
 
 
 def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) -> None:
+    """With --start-forces: the real CHGNet at the unrelaxed structures of the tiny dataset."""
     monkeypatch.setenv("DEFINET_CACHE_DIR", str(tmp_path / "cache"))
     bench = load_benchmark("displacement_profile")
     out = tmp_path / "profile.json"
     checkpoint = tiny_checkpoint(tmp_path / "m.pt")
     args = ["--checkpoint", str(checkpoint), "--data-root", str(tiny_dataset), "--json", str(out)]
-    assert bench.main(args) == 0
+    assert bench.main([*args, "--start-forces"]) == 0
     result = json.loads(out.read_text())
     rows = result["hosts"]["MoS2_500"]
     assert result["split"] == "val"
@@ -82,19 +83,9 @@ def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) 
     bins = result["by_defect_count"]["MoS2_500"]["bins"]
     assert sum(b["n"] for b in bins) > 0
     assert all(b["defects"][0] >= 1 and b["dummy_mae"] > 0 for b in bins)
-
-
-def test_start_forces_are_scored_per_host(tiny_dataset, tmp_path, monkeypatch) -> None:
-    """The real CHGNet at the unrelaxed structures of the tiny dataset."""
-    monkeypatch.setenv("DEFINET_CACHE_DIR", str(tmp_path / "cache"))
-    bench = load_benchmark("displacement_profile")
-    out = tmp_path / "profile.json"
-    checkpoint = tiny_checkpoint(tmp_path / "m.pt")
-    args = ["--checkpoint", str(checkpoint), "--data-root", str(tiny_dataset), "--json", str(out)]
-    assert bench.main([*args, "--start-forces"]) == 0
-    row = json.loads(out.read_text())["start_forces"]["MoS2_500"]
-    assert -1 <= row["cos_force_miss"] <= 1 and -1 <= row["cos_force_move"] <= 1
-    assert np.isfinite(row["best_scale"]) and row["error_left"] > 0
+    forces = result["start_forces"]["MoS2_500"]
+    assert -1 <= forces["cos_force_miss"] <= 1 and -1 <= forces["cos_force_move"] <= 1
+    assert np.isfinite(forces["best_scale"]) and forces["error_left"] > 0
 
 
 def test_missing_dataset_is_named(tmp_path) -> None:
