@@ -60,7 +60,7 @@ def displacements(
 
     model, settings, _ = load_model(resolve_checkpoint(checkpoint))
     graphs = load_split(data_root, split, settings=settings, hosts=hosts, progress=False)
-    out: dict[str, tuple[list, list]] = {}
+    out: dict[str, tuple[list, list, list]] = {}
     rows = []
     for batch, pred in predicted_batches(model, graphs):
         for i, graph in enumerate(batch.to_data_list()):
@@ -104,21 +104,12 @@ def profile(true: np.ndarray, moved: np.ndarray) -> list[dict]:
 
 def chgnet_start_force() -> Callable:
     """Graph -> CHGNet's forces (eV/A) on its real atoms at the unrelaxed coordinates."""
-    from pymatgen.core import Lattice, Structure
-
-    from definet.data.markers import VACANCY
-    from definet.forcefield_loss import load_force_field
+    from definet.forcefield_loss import load_force_field, real_structure
 
     chgnet = load_force_field("CHGNet")
 
     def start_force(graph) -> np.ndarray:
-        real = graph.marker != VACANCY
-        structure = Structure(
-            Lattice(graph.cell[0].numpy()),
-            graph.z[real].numpy(),
-            graph.pos[real].numpy(),
-            coords_are_cartesian=True,
-        )
+        structure = real_structure(graph, graph.pos)
         return np.asarray(chgnet.predict_structure(structure, task="ef")["f"])
 
     return start_force

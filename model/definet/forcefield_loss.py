@@ -41,17 +41,22 @@ def load_force_field(name: str) -> Any:
     return model
 
 
-def target_structure(graph: Data) -> Structure:
-    """The relaxed target of a training graph: its real atoms (no vacancy nodes) at ``y``."""
+def real_structure(graph: Data, coords: torch.Tensor) -> Structure:
+    """The real atoms of a graph (no vacancy nodes) at ``coords`` (Cartesian, one per node)."""
     from pymatgen.core import Lattice, Structure
 
     real = (graph.marker != VACANCY).numpy()
     return Structure(
         Lattice(graph.cell[0].numpy()),
         graph.z.numpy()[real],
-        graph.y.numpy()[real],
+        coords.detach().numpy()[real],
         coords_are_cartesian=True,
     )
+
+
+def target_structure(graph: Data) -> Structure:
+    """The relaxed target of a training graph: its real atoms at ``y``."""
+    return real_structure(graph, graph.y)
 
 
 class ForceFieldTerms(NamedTuple):
