@@ -117,7 +117,7 @@ def chgnet_start_force() -> Callable:
 
 def force_alignment(true: np.ndarray, moved: np.ndarray, force: np.ndarray) -> dict:
     """Cosines of the start force with the move and the miss, and the MAE share left after
-    the best multiple of the force (see the module docstring)."""
+    the least-squares multiple of the force (see the module docstring)."""
     miss = true - moved
 
     def cosine(a: np.ndarray, b: np.ndarray) -> float:
