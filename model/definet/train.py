@@ -113,11 +113,10 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML config. ``extends: <file>`` (relative to this one) starts from another
+        config and overrides its keys; ``model`` and ``graph`` are merged key by key."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"{path}: cannot read training config ({exc})") from exc
+        raw = _read_yaml_settings(path)
         try:
             config = cls.from_dict(raw)
         except (TypeError, ValueError) as exc:
@@ -143,6 +142,26 @@ class TrainConfig:
         if self.force_loss_weight:
             total = total + self.force_loss_weight * terms.residual_force
         return total
+
+
+def _read_yaml_settings(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The settings of a YAML training config with its ``extends`` chain resolved."""
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: 'extends' loops back to this file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read training config ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a training config is a mapping of settings")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    merged = _read_yaml_settings(path.parent / base, (*seen, path.resolve()))
+    for key, value in raw.items():
+        nested = key in ("model", "graph") and isinstance(value, dict)
+        merged[key] = {**merged.get(key, {}), **value} if nested else value
+    return merged
 
 
 #: Learning-rate schedules: ``plateau`` halves on stalled validation MAE; ``cosine`` decays from

@@ -148,6 +148,25 @@ def test_config_yaml_errors_name_the_file(tmp_path: Path) -> None:
         TrainConfig.from_yaml(bad)
 
 
+def test_config_extends_another_and_overrides_its_keys(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(
+        "out_dir: runs/base\nseed: 0\nbatch_size: 4\nmodel: {hidden: 32, num_layers: 3}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "extends: base.yaml\nout_dir: runs/child\nseed: 1\nmodel: {num_layers: 6}\n"
+    )
+    config = TrainConfig.from_yaml(tmp_path / "child.yaml")
+    assert (config.out_dir, config.seed, config.batch_size) == ("runs/child", 1, 4)
+    assert (config.model.hidden, config.model.num_layers) == (32, 6)
+
+
+def test_config_extends_loop_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="a.yaml.*loops back"):
+        TrainConfig.from_yaml(tmp_path / "a.yaml")
+
+
 @pytest.mark.parametrize(
     "path", sorted((Path(__file__).resolve().parents[2] / "workflows/train").rglob("*.yaml"))
 )
