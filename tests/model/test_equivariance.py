@@ -90,3 +90,26 @@ def test_markers_change_the_prediction(model, marked) -> None:
     unmarked = marked.copy()
     unmarked.add_site_property("defect_marker", [0] * len(marked))
     assert np.abs(run(model, unmarked) - run(model, marked)).max() > 1e-6
+
+
+def test_electron_parity_starts_neutral_and_splits_odd_from_even(model, marked) -> None:
+    """With ``electron_parity`` the global node starts from the parity of the electron count:
+    zero-initialised it changes nothing; trained, odd and even structures are told apart."""
+    with_parity = DefiNet(DefiNetConfig(**{**model.config.as_dict(), "electron_parity": True}))
+    with_parity = with_parity.double().eval()
+    with_parity.load_state_dict(model.state_dict(), strict=False)
+    assert np.array_equal(run(with_parity, marked), run(model, marked))
+
+    torch.nn.init.normal_(with_parity.embed_parity.weight, std=0.5)
+    g = structure_to_graph(marked, SETTINGS)
+    real = g.marker != 2
+    assert int(g.z[real].sum()) % 2 == 0  # S, Mo and the test's substituents: even
+    with torch.no_grad():
+        even = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g))
+        with_parity.embed_parity.weight[1] = with_parity.embed_parity.weight[0]
+        same = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g))
+        with_parity.embed_parity.weight[0].normal_(std=0.5)
+        changed = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g))
+    assert torch.equal(even, same)  # the odd entry is unused by an even structure
+    assert (changed - even).abs().max() > 1e-6
+    assert not np.array_equal(even.numpy(), run(model, marked))

@@ -238,12 +238,18 @@ def test_position_noise_moves_real_atoms_only(tmp_path: Path) -> None:
         TrainConfig.from_dict({"position_noise": -0.1})
 
 
-def test_init_from_grows_depth_without_changing_predictions(tmp_path: Path) -> None:
-    """A deeper model started from a trained one predicts what it did, then trains on."""
+@pytest.mark.parametrize("electron_parity", [False, True])
+def test_init_from_grows_depth_without_changing_predictions(
+    tmp_path: Path, electron_parity: bool
+) -> None:
+    """A deeper model (optionally adding electron_parity) started from a trained one predicts
+    what it did, then trains on."""
     data = graphs(3)
     best = Trainer(config(tmp_path / "base", epochs=2), data[:2], data[2:], progress=False).fit()
     base, _, _ = load_model(best)
-    deeper = DefiNetConfig(hidden=16, num_layers=4, num_rbf=8, cutoff=4.0)
+    deeper = DefiNetConfig(
+        hidden=16, num_layers=4, num_rbf=8, cutoff=4.0, electron_parity=electron_parity
+    )
     grown = Trainer(
         config(tmp_path / "grown", epochs=1, model=deeper, init_from=str(best)),
         data[:2],

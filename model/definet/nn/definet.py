@@ -33,6 +33,10 @@ class DefiNetConfig:
     cutoff: float = 6.0
     max_z: int = 100
     num_markers: int = 4
+    #: Start each structure's global node from a learned embedding of the parity of its electron
+    #: count (sum of atomic numbers of the real atoms; core shells are even, so this is the
+    #: parity of the valence electrons too). An odd count forces a spin-polarised ground state.
+    electron_parity: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -180,6 +184,7 @@ class DefiNet(nn.Module):
         self.embed_z = nn.Embedding(config.max_z + 1, f)
         self.embed_marker = nn.Embedding(config.num_markers, f)
         self.rbf = BesselBasisLayer(config.num_rbf, cutoff=config.cutoff)
+        self.embed_parity = nn.Embedding(2, f) if config.electron_parity else None
         self.layers = nn.ModuleList(
             DefiNetLayer(f, config.num_rbf) for _ in range(config.num_layers)
         )
@@ -194,6 +199,8 @@ class DefiNet(nn.Module):
         self.embed_z.reset_parameters()
         self.embed_marker.reset_parameters()
         self.rbf.reset_parameters()
+        if self.embed_parity is not None:  # starts as "parity unknown"
+            nn.init.zeros_(self.embed_parity.weight)
         for layer in self.layers:  # start close to "do nothing"
             nn.init.zeros_(layer.to_step.linear.weight)
             nn.init.zeros_(layer.message.coord[-1].weight)
@@ -229,6 +236,9 @@ class DefiNet(nn.Module):
         f = self.config.hidden
         v = h.new_zeros(h.shape[0], 3, f)
         gs = h.new_zeros(num_graphs, f)
+        if self.embed_parity is not None:
+            electrons = scatter(z * (marker != VACANCY), batch, dim=0, dim_size=num_graphs)
+            gs = gs + self.embed_parity(electrons % 2)
         gv = h.new_zeros(num_graphs, 3, f)
         src, dst = edge_index
         table = self.embed_marker.weight
@@ -251,6 +261,7 @@ def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_fro
     ``model`` (freshly built) may be deeper than ``pretrained`` (same width, radial basis and
     cutoff): its extra layers keep their initialisation, whose coordinate steps start at zero,
     so the grown model predicts exactly what ``pretrained`` did until training moves it.
+    Likewise ``model`` may add ``electron_parity``, whose embedding starts at zero.
     """
     ours, theirs = model.config, pretrained.config
     fixed = ("hidden", "num_rbf", "cutoff", "max_z", "num_markers")
@@ -259,14 +270,18 @@ def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_fro
         for k in fixed
         if getattr(ours, k) != getattr(theirs, k)
     ]
+    if theirs.electron_parity and not ours.electron_parity:
+        changed.append("electron_parity: True -> False")
     if ours.num_layers < theirs.num_layers:
         changed.append(f"num_layers: {theirs.num_layers} -> {ours.num_layers} (fewer)")
     if changed:
         raise ValueError(
             f"{source}: the model section does not fit the pretrained model ({'; '.join(changed)}); "
-            "only num_layers may grow"
+            "only num_layers may grow and electron_parity be added"
         )
     missing, unexpected = model.load_state_dict(pretrained.state_dict(), strict=False)
     grown = {f"layers.{i}." for i in range(theirs.num_layers, ours.num_layers)}
+    if ours.electron_parity and not theirs.electron_parity:
+        grown.add("embed_parity.")
     assert not unexpected and all(any(k.startswith(g) for g in grown) for k in missing)
     return ours.num_layers - theirs.num_layers
