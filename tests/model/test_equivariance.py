@@ -9,7 +9,7 @@ from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
 
 from definet.data.graphs import GraphSettings, edge_shifts, structure_to_graph
-from definet.data.markers import mark_defects, pristine_supercell
+from definet.data.markers import VACANCY, mark_defects, pristine_supercell
 from definet.nn import DefiNet, DefiNetConfig
 
 from .conftest import make_defect_pair, mos2_unit_cell
@@ -102,7 +102,7 @@ def test_electron_parity_starts_neutral_and_splits_odd_from_even(model, marked) 
 
     torch.nn.init.normal_(with_parity.embed_parity.weight, std=0.5)
     g = structure_to_graph(marked, SETTINGS)
-    real = g.marker != 2
+    real = g.marker != VACANCY
     assert int(g.z[real].sum()) % 2 == 0  # S, Mo and the test's substituents: even
     with torch.no_grad():
         even = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g))

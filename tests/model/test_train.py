@@ -283,3 +283,21 @@ def test_init_from_refuses_models_that_do_not_fit(tmp_path: Path, change, messag
             data[1:],
             progress=False,
         )
+
+
+def test_init_from_refuses_to_drop_electron_parity(tmp_path: Path) -> None:
+    data = graphs(2)
+    with_parity = DefiNetConfig(
+        hidden=16, num_layers=2, num_rbf=8, cutoff=4.0, electron_parity=True
+    )
+    best = Trainer(
+        config(tmp_path / "base", epochs=1, model=with_parity), data[:1], data[1:], progress=False
+    ).fit()
+    without = DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0)
+    with pytest.raises(ValueError, match="init_from: .*base.*electron_parity: True -> False"):
+        Trainer(
+            config(tmp_path / "x", model=without, init_from=str(best)),
+            data[:1],
+            data[1:],
+            progress=False,
+        )

@@ -230,14 +230,15 @@ class DefiNet(nn.Module):
         dtype = self.embed_z.weight.dtype
         x = pos.to(dtype)
         shift = edge_shift.to(dtype)
-        movable = (marker != VACANCY).to(dtype).unsqueeze(-1)
+        real = marker != VACANCY
+        movable = real.to(dtype).unsqueeze(-1)
         m = self.embed_marker(marker)
         h = self.embed_z(z) + m
         f = self.config.hidden
         v = h.new_zeros(h.shape[0], 3, f)
         gs = h.new_zeros(num_graphs, f)
         if self.embed_parity is not None:
-            electrons = scatter(z * (marker != VACANCY), batch, dim=0, dim_size=num_graphs)
+            electrons = scatter(z * real, batch, dim=0, dim_size=num_graphs)
             gs = gs + self.embed_parity(electrons % 2)
         gv = h.new_zeros(num_graphs, 3, f)
         src, dst = edge_index
