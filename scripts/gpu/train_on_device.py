@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -64,9 +65,11 @@ def main() -> None:
             f"--deadline leaves {left:.0f} s after the probe: {steps} steps of "
             f"{1000 * step_s:.0f} ms; give it more time"
         )
+    epochs_needed = math.ceil(steps / math.ceil(len(train) / config.batch_size))
     config = replace(
         config,
         max_steps=steps,
+        epochs=max(config.epochs, epochs_needed),  # the deadline sets the length, not `epochs`
         val_every=max(50, steps // 8),
         checkpoint_every=max(100, steps // 4),
         max_hours=left / 3600,

@@ -88,6 +88,8 @@ def test_deadline_run_sets_steps_and_trains(
     assert time.time() < deadline + 10
     chosen = yaml.safe_load((out_dir / "config.yaml").read_text())
     assert chosen["max_steps"] > 50  # many more than the config's 1: set from the probe
+    # 4 graphs in batches of 2: `epochs` (default 100) must not end the run before max_steps
+    assert chosen["epochs"] * 2 >= chosen["max_steps"]
     trained = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in trained) >= chosen["max_steps"] * 0.5
     assert (out_dir / "best.pt").exists()
