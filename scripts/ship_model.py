@@ -1,8 +1,8 @@
 """Ship a trained checkpoint in the package, with its model card.
 
     python scripts/ship_model.py checkpoints/definet-joint/best.pt \
-        --high-density checkpoints/definet-high-density/best.pt \
-        --high-density-config workflows/train/definet-high-density.yaml
+        --high-density checkpoints/definet-high-density-deep6/best.pt \
+        --high-density-config workflows/train/definet-high-density-deep6.yaml
     python scripts/ship_model.py runs/three-steps/finetune/best.pt --name definet-chgnet \
         --config workflows/train/definet-chgnet-finetune.yaml --ids-from runs/three-steps/dataset
 
@@ -34,6 +34,7 @@ from definet.checkpoint import (
     routed_payload,
     save_atomic,
 )
+from definet.nn.definet import DefiNetConfig
 from definet.predict import DEFAULT_CHECKPOINT
 
 DATA_CITATION = (
@@ -94,6 +95,16 @@ def validation_table(validation: dict) -> str:
     )
 
 
+def architecture_text(configs: list[DefiNetConfig]) -> str:
+    """Width, depth and radial basis of the members, once when they share them."""
+    texts = [
+        f"hidden {c.hidden}, {c.num_layers} layers, {c.num_rbf} radial functions" for c in configs
+    ]
+    if len(set(texts)) == 1:
+        return texts[0]
+    return "; ".join(f"member {k}: {t}" for k, t in enumerate(texts, 1))
+
+
 def training_lines(member: dict, hardware: str) -> str:
     hyper = {k: v for k, v in member["training_config"].items() if k not in ("model", "graph")}
     return (
@@ -110,7 +121,14 @@ def main() -> None:
     parser.add_argument("--config", default="workflows/train/definet-joint.yaml")
     parser.add_argument("--high-density", help="checkpoint serving high defect densities")
     parser.add_argument(
-        "--high-density-config", default="workflows/train/definet-high-density.yaml"
+        "--high-density-config", default="workflows/train/definet-high-density-deep6.yaml"
+    )
+    parser.add_argument(
+        "--high-density-note",
+        default="member 1 fine-tuned on the six high-density hosts by "
+        "workflows/train/definet-high-density.yaml (1.33 h), then grown from 4 to 6 layers and "
+        "trained on",
+        help="how the high-density checkpoint was made (for the model card)",
     )
     parser.add_argument("--max-low-density-fraction", type=float, default=LOW_DENSITY_MAX_FRACTION)
     parser.add_argument("--data-root", default="../shared/data/definet-dataset")
@@ -182,7 +200,7 @@ def main() -> None:
     card_json = path.with_suffix(".json")
     card_json.write_text(json.dumps(card, indent=2))
 
-    c = model.config
+    architectures = [load_model(m["checkpoint"])[0].config for m in members]
     if len(members) == 1:
         training = f"- **Training**: {training_lines(members[0], args.hardware)}"
     else:
@@ -193,15 +211,15 @@ def main() -> None:
             f"{round(f * 192)} of 192) goes to member 1, anything denser to member 2.\n"
             f"- **Member 1** (`{members[0]['checkpoint']}`, both densities, all hosts): "
             f"{training_lines(members[0], args.hardware)}\n"
-            f"- **Member 2** (`{members[1]['checkpoint']}`, member 1 fine-tuned on the six "
-            f"high-density hosts): {training_lines(members[1], args.hardware)}"
+            f"- **Member 2** (`{members[1]['checkpoint']}`, {args.high_density_note}): "
+            f"{training_lines(members[1], args.hardware)}"
         )
     md = f"""# DefiNet model `{args.name}.pt`
 
 - **Data**: {args.data}.
 - **Split**: {args.split}.
-- **Architecture**: DefiNet, hidden {c.hidden}, {c.num_layers} layers,
-  {c.num_rbf} radial functions, graph cutoff {graph.cutoff} A with at most
+- **Architecture**: DefiNet, {architecture_text(architectures)},
+  graph cutoff {graph.cutoff} A with at most
   {graph.max_neighbors} neighbours; {card["n_parameters"]:,} parameters in all.
 {training}
 - **Checkpoint sha256**: `{card["checkpoint_sha256"]}`
