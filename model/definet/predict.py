@@ -15,15 +15,21 @@ from torch_geometric.loader import DataLoader
 from definet.checkpoint import file_sha256, load_model
 from definet.data.graphs import structure_to_graph
 from definet.data.markers import MARKER_KEY, VACANCY, mark_defects, markers_of
+from definet.nn.definet import OutOfDistributionWarning
 from definet.train import pick_device, predict_batch
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "OutOfDistributionWarning",
+    "Predictor",
+    "default_checkpoint",
+    "resolve_checkpoint",
+    "shipped_names",
+]
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "definet-default.pt"
-
-
-class OutOfDistributionWarning(UserWarning):
-    """A structure holds elements or hosts the model never saw in training."""
 
 
 def default_checkpoint() -> Path:

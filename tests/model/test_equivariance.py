@@ -113,3 +113,24 @@ def test_electron_parity_starts_neutral_and_splits_odd_from_even(model, marked) 
     assert torch.equal(even, same)  # the odd entry is unused by an even structure
     assert (changed - even).abs().max() > 1e-6
     assert not np.array_equal(even.numpy(), run(model, marked))
+
+
+def test_displacement_guard_puts_far_atoms_back(model, marked) -> None:
+    """Atoms the network throws further than ``max_displacement`` stay at their start, with a
+    warning; every other atom keeps its prediction; no guard, no change."""
+    from definet.nn.definet import OutOfDistributionWarning
+
+    free = run(model, marked)
+    moves = np.linalg.norm(free - marked.cart_coords, axis=1)
+    limit = float(np.median(moves[moves > 0]))  # half the moving atoms go past it
+    model.config.max_displacement = limit
+    try:
+        with pytest.warns(OutOfDistributionWarning, match=r"more than .* left at their start"):
+            guarded = run(model, marked)
+    finally:
+        model.config.max_displacement = None
+    far = moves > limit
+    assert far.any() and (~far & (moves > 0)).any()
+    np.testing.assert_allclose(guarded[far], marked.cart_coords[far], atol=1e-12)
+    np.testing.assert_allclose(guarded[~far], free[~far], atol=1e-12)
+    np.testing.assert_allclose(run(model, marked), free, atol=1e-12)

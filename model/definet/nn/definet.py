@@ -13,6 +13,7 @@ Vacancy nodes take part in message passing but never move. The cell stays fixed.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -37,9 +38,18 @@ class DefiNetConfig:
     #: count (sum of atomic numbers of the real atoms; core shells are even, so this is the
     #: parity of the valence electrons too). An odd count forces a spin-polarised ground state.
     electron_parity: bool = False
+    #: Guard (A): an atom predicted to move further than this from its start is left at its
+    #: start, with an :class:`OutOfDistributionWarning`. Features can blow up on inputs unlike
+    #: the training data and throw single atoms tens of angstrom; DFT never moves an atom that
+    #: far in a relaxation. ``None``: no guard (training).
+    max_displacement: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+class OutOfDistributionWarning(UserWarning):
+    """An input unlike the training data: unseen elements, or atoms the guard put back."""
 
 
 def _mlp(n_in: int, n_out: int, hidden: int | None = None) -> nn.Sequential:
@@ -253,7 +263,24 @@ class DefiNet(nn.Module):
                 h, v, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
             )
             x = x + step * movable
-        return x
+        return self._guard(x, pos.to(dtype))
+
+    def _guard(self, x: Tensor, start: Tensor) -> Tensor:
+        """``x`` with atoms beyond ``config.max_displacement`` from ``start`` put back there."""
+        limit = self.config.max_displacement
+        if limit is None:
+            return x
+        move = (x - start).norm(dim=-1)
+        far = move > limit
+        if bool(far.any()):
+            warnings.warn(
+                f"DefiNet predicted {int(far.sum())} atom(s) to move more than {limit} A "
+                f"(largest {float(move.max()):.1f} A); they are left at their start positions. "
+                "The input is unlike the training data.",
+                OutOfDistributionWarning,
+                stacklevel=2,
+            )
+        return torch.where(far.unsqueeze(-1), start, x)
 
 
 def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_from") -> int:
