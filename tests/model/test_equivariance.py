@@ -17,10 +17,13 @@ from .conftest import make_defect_pair, mos2_unit_cell
 SETTINGS = GraphSettings(cutoff=4.0, max_neighbors=12)
 
 
-@pytest.fixture(scope="module")
-def model() -> DefiNet:
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "feature_norm"])
+def model(request) -> DefiNet:
     torch.manual_seed(0)
-    net = DefiNet(DefiNetConfig(hidden=16, num_layers=3, num_rbf=8, cutoff=4.0)).double()
+    config = DefiNetConfig(
+        hidden=16, num_layers=3, num_rbf=8, cutoff=4.0, feature_norm=request.param
+    )
+    net = DefiNet(config).double()
     for layer in net.layers:  # make the coordinate heads non-trivial
         torch.nn.init.normal_(layer.to_step.linear.weight, std=0.1)
         torch.nn.init.normal_(layer.message.coord[-1].weight, std=0.1)
@@ -134,3 +137,16 @@ def test_displacement_guard_puts_far_atoms_back(model, marked) -> None:
     np.testing.assert_allclose(guarded[far], marked.cart_coords[far], atol=1e-12)
     np.testing.assert_allclose(guarded[~far], free[~far], atol=1e-12)
     np.testing.assert_allclose(run(model, marked), free, atol=1e-12)
+
+
+def test_vector_norm_bounds_features() -> None:
+    """VectorNorm leaves every node's vectors with unit RMS channel norm, however large."""
+    from definet.nn.definet import VectorNorm
+
+    v = (
+        torch.randn(5, 3, 8, dtype=torch.float64)
+        * torch.tensor([1e-1, 1.0, 1e2, 1e4, 1e6]).view(5, 1, 1).double()
+    )
+    out = VectorNorm(8).double()(v)
+    rms = torch.sqrt((out**2).sum(dim=1).mean(dim=-1))
+    assert torch.allclose(rms, torch.ones(5, dtype=torch.float64), atol=1e-4)

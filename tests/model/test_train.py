@@ -268,7 +268,11 @@ def test_init_from_grows_depth_without_changing_predictions(
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"hidden": 8}, "hidden: 16 -> 8"), ({"num_layers": 1}, "num_layers: 2 -> 1 \\(fewer\\)")],
+    [
+        ({"hidden": 8}, "hidden: 16 -> 8"),
+        ({"num_layers": 1}, "num_layers: 2 -> 1 \\(fewer\\)"),
+        ({"feature_norm": True}, "feature_norm: False -> True"),
+    ],
 )
 def test_init_from_refuses_models_that_do_not_fit(tmp_path: Path, change, message) -> None:
     data = graphs(2)

@@ -43,6 +43,9 @@ class DefiNetConfig:
     #: the training data and throw single atoms tens of angstrom; DFT never moves an atom that
     #: far in a relaxation. ``None``: no guard (training).
     max_displacement: float | None = None
+    #: Normalise each layer's output features (LayerNorm on the scalars, an RMS norm over
+    #: channels on the vectors), so they cannot grow with depth. Off in the shipped model.
+    feature_norm: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -130,6 +133,20 @@ class EquivariantUpdate(nn.Module):
         return dh, dv
 
 
+class VectorNorm(nn.Module):
+    """Equivariant RMS norm of vector features (N, 3, F): divides by the root mean square of
+    the channel norms (a rotation invariant), then scales each channel by a learned weight."""
+
+    def __init__(self, hidden: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden))
+        self.eps = eps
+
+    def forward(self, v: Tensor) -> Tensor:
+        rms = torch.sqrt((v**2).sum(dim=1).mean(dim=-1, keepdim=True) + self.eps)
+        return v / rms.unsqueeze(1) * self.weight
+
+
 class GlobalNode(nn.Module):
     """A scalar+vector node per structure that reads from and writes to all its nodes."""
 
@@ -158,9 +175,11 @@ class GlobalNode(nn.Module):
 class DefiNetLayer(nn.Module):
     """One layer: messages, update, global exchange, coordinate step."""
 
-    def __init__(self, hidden: int, num_rbf: int) -> None:
+    def __init__(self, hidden: int, num_rbf: int, feature_norm: bool = False) -> None:
         super().__init__()
         self.marker_inject = nn.Linear(hidden, hidden)
+        self.out_norm_h = nn.LayerNorm(hidden) if feature_norm else None
+        self.out_norm_v = VectorNorm(hidden) if feature_norm else None
         self.message = DefectMessage(hidden, num_rbf)
         self.update = EquivariantUpdate(hidden)
         self.global_node = GlobalNode(hidden)
@@ -175,6 +194,8 @@ class DefiNetLayer(nn.Module):
         h, v = h + dh, v + dv
         h, v, gs, gv = self.global_node(h, v, gs, gv, batch, num_graphs)
         step = dx + self.to_step(v).squeeze(-1)
+        if self.out_norm_h is not None:
+            h, v = self.out_norm_h(h), self.out_norm_v(v)
         return h, v, gs, gv, step
 
 
@@ -196,7 +217,7 @@ class DefiNet(nn.Module):
         self.rbf = BesselBasisLayer(config.num_rbf, cutoff=config.cutoff)
         self.embed_parity = nn.Embedding(2, f) if config.electron_parity else None
         self.layers = nn.ModuleList(
-            DefiNetLayer(f, config.num_rbf) for _ in range(config.num_layers)
+            DefiNetLayer(f, config.num_rbf, config.feature_norm) for _ in range(config.num_layers)
         )
         self.reset_parameters()
 
@@ -292,7 +313,7 @@ def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_fro
     Likewise ``model`` may add ``electron_parity``, whose embedding starts at zero.
     """
     ours, theirs = model.config, pretrained.config
-    fixed = ("hidden", "num_rbf", "cutoff", "max_z", "num_markers")
+    fixed = ("hidden", "num_rbf", "cutoff", "max_z", "num_markers", "feature_norm")
     changed = [
         f"{k}: {getattr(theirs, k)} -> {getattr(ours, k)}"
         for k in fixed
