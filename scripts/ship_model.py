@@ -224,7 +224,7 @@ def main() -> None:
     card_json = path.with_suffix(".json")
     card_json.write_text(json.dumps(card, indent=2))
 
-    architectures = [load_model(m["checkpoint"])[0].config for m in members]
+    architectures = [model.config] + ([high.config] if args.high_density else [])
     if len(members) == 1:
         training = f"- **Training**: {training_lines(members[0], args.hardware)}"
     else:

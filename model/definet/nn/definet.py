@@ -178,8 +178,8 @@ class DefiNetLayer(nn.Module):
     def __init__(self, hidden: int, num_rbf: int, feature_norm: bool = False) -> None:
         super().__init__()
         self.marker_inject = nn.Linear(hidden, hidden)
-        self.out_norm_h = nn.LayerNorm(hidden) if feature_norm else None
-        self.out_norm_v = VectorNorm(hidden) if feature_norm else None
+        self.out_norm_h = nn.LayerNorm(hidden) if feature_norm else nn.Identity()
+        self.out_norm_v = VectorNorm(hidden) if feature_norm else nn.Identity()
         self.message = DefectMessage(hidden, num_rbf)
         self.update = EquivariantUpdate(hidden)
         self.global_node = GlobalNode(hidden)
@@ -194,9 +194,7 @@ class DefiNetLayer(nn.Module):
         h, v = h + dh, v + dv
         h, v, gs, gv = self.global_node(h, v, gs, gv, batch, num_graphs)
         step = dx + self.to_step(v).squeeze(-1)
-        if self.out_norm_h is not None:
-            h, v = self.out_norm_h(h), self.out_norm_v(v)
-        return h, v, gs, gv, step
+        return self.out_norm_h(h), self.out_norm_v(v), gs, gv, step
 
 
 class DefiNet(nn.Module):
@@ -259,7 +257,7 @@ class DefiNet(nn.Module):
             batch = torch.zeros_like(z)
         num_graphs = num_graphs or int(batch.max()) + 1
         dtype = self.embed_z.weight.dtype
-        x = pos.to(dtype)
+        start = x = pos.to(dtype)
         shift = edge_shift.to(dtype)
         real = marker != VACANCY
         movable = real.to(dtype).unsqueeze(-1)
@@ -284,7 +282,7 @@ class DefiNet(nn.Module):
                 h, v, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
             )
             x = x + step * movable
-        return self._guard(x, pos.to(dtype))
+        return self._guard(x, start)
 
     def _guard(self, x: Tensor, start: Tensor) -> Tensor:
         """``x`` with atoms beyond ``config.max_displacement`` from ``start`` put back there."""
