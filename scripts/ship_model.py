@@ -1,8 +1,8 @@
 """Ship a trained checkpoint in the package, with its model card.
 
     python scripts/ship_model.py checkpoints/definet-joint/best.pt \
-        --high-density checkpoints/definet-high-density-deep6/best.pt \
-        --high-density-config workflows/train/definet-high-density-deep6.yaml
+        --high-density checkpoints/definet-high-density-fnorm/best.pt \
+        --high-density-config workflows/train/definet-high-density-fnorm.yaml
     python scripts/ship_model.py runs/three-steps/finetune/best.pt --name definet-chgnet \
         --config workflows/train/definet-chgnet-finetune.yaml --ids-from runs/three-steps/dataset
 
@@ -99,9 +99,11 @@ def validation_table(validation: dict) -> str:
 
 
 def architecture_text(configs: list[DefiNetConfig]) -> str:
-    """Width, depth and radial basis of the members, once when they share them."""
+    """Width, depth, radial basis and feature normalisation of the members, once when shared."""
     texts = [
-        f"hidden {c.hidden}, {c.num_layers} layers, {c.num_rbf} radial functions" for c in configs
+        f"hidden {c.hidden}, {c.num_layers} layers, {c.num_rbf} radial functions"
+        + (", normalised features" if c.feature_norm else "")
+        for c in configs
     ]
     if len(set(texts)) == 1:
         return texts[0]
@@ -134,13 +136,12 @@ def main() -> None:
     parser.add_argument("--config", default="workflows/train/definet-joint.yaml")
     parser.add_argument("--high-density", help="checkpoint serving high defect densities")
     parser.add_argument(
-        "--high-density-config", default="workflows/train/definet-high-density-deep6.yaml"
+        "--high-density-config", default="workflows/train/definet-high-density-fnorm.yaml"
     )
     parser.add_argument(
         "--high-density-note",
-        default="member 1 fine-tuned on the six high-density hosts by "
-        "workflows/train/definet-high-density.yaml (1.33 h), then grown from 4 to 6 layers and "
-        "trained on",
+        default="trained from scratch on the six high-density hosts, 6 layers, every layer's "
+        "features normalised (feature_norm)",
         help="how the high-density checkpoint was made (for the model card)",
     )
     parser.add_argument(
