@@ -140,8 +140,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--high-density-note",
-        default="trained from scratch on the six high-density hosts, 6 layers, every layer's "
-        "features normalised (feature_norm)",
+        default="trained from scratch on the six high-density hosts",
         help="how the high-density checkpoint was made (for the model card)",
     )
     parser.add_argument(
