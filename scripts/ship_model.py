@@ -1,8 +1,8 @@
 """Ship a trained checkpoint in the package, with its model card.
 
     python scripts/ship_model.py checkpoints/definet-joint/best.pt \
-        --high-density checkpoints/definet-high-density-fnorm/best.pt \
-        --high-density-config workflows/train/definet-high-density-fnorm.yaml
+        --high-density checkpoints/definet-high-density-fnorm8/best.pt \
+        --high-density-config workflows/train/definet-high-density-fnorm8.yaml
     python scripts/ship_model.py runs/three-steps/finetune/best.pt --name definet-chgnet \
         --config workflows/train/definet-chgnet-finetune.yaml --ids-from runs/three-steps/dataset
 
@@ -12,7 +12,9 @@ training wall time and hardware, validation metrics per host, licence. With
 ``--high-density`` the shipped file routes each structure by its defect fraction (see
 :class:`definet.nn.DensityRoutedDefiNet`): up to ``--max-low-density-fraction`` to the first
 checkpoint, above it to the high-density one; the card's validation is then measured on the
-val split of ``--data-root`` with the routed model.
+val split of ``--data-root`` with the routed model. Several ``--high-density`` checkpoints (each
+with its ``--high-density-config``) are shipped as one :class:`definet.nn.EnsembleDefiNet`,
+the mean of their predictions.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from definet.checkpoint import (
+    ensemble_payload,
     file_sha256,
     load_model,
     model_payload,
@@ -36,6 +37,7 @@ from definet.checkpoint import (
 )
 from definet.nn.definet import DefiNetConfig
 from definet.predict import DEFAULT_CHECKPOINT
+from definet.train import read_config_settings
 
 DATA_CITATION = (
     "DefiNet dataset, Ziduo Yang and Lei Shen, Zenodo record 14027373, licence CC BY 4.0; "
@@ -55,7 +57,7 @@ def member_card(checkpoint: str, config_path: str) -> dict[str, Any]:
     seconds = read_checkpoint(last)["elapsed"] if last.exists() else meta["train_seconds"]
     return {
         "checkpoint": checkpoint,
-        "training_config": yaml.safe_load(Path(config_path).read_text()),
+        "training_config": read_config_settings(Path(config_path)),
         "train_command": f"definet train --config {config_path}",
         "n_parameters": meta["n_parameters"],
         "n_train": meta["n_train"],
@@ -98,12 +100,22 @@ def validation_table(validation: dict) -> str:
     )
 
 
-def architecture_text(configs: list[DefiNetConfig]) -> str:
-    """Width, depth, radial basis and feature normalisation of the members, once when shared."""
+def _one_architecture(c: DefiNetConfig) -> str:
+    return f"hidden {c.hidden}, {c.num_layers} layers, {c.num_rbf} radial functions" + (
+        ", normalised features" if c.feature_norm else ""
+    )
+
+
+def architecture_text(members: list[list[DefiNetConfig]]) -> str:
+    """Width, depth, radial basis and feature normalisation of each member (a list of one config,
+    or of an ensemble's configs), once when shared."""
     texts = [
-        f"hidden {c.hidden}, {c.num_layers} layers, {c.num_rbf} radial functions"
-        + (", normalised features" if c.feature_norm else "")
-        for c in configs
+        _one_architecture(configs[0])
+        if len(configs) == 1
+        else f"the mean of {len(configs)} DefiNets ("
+        + "; ".join(_one_architecture(c) for c in configs)
+        + ")"
+        for configs in members
     ]
     if len(set(texts)) == 1:
         return texts[0]
@@ -130,13 +142,34 @@ def training_lines(member: dict, hardware: str) -> str:
     )
 
 
+def member_2_lines(member: dict, note: str, hardware: str) -> str:
+    """The model card's lines on the high-density member: one DefiNet, or an ensemble."""
+    if "ensemble" not in member:
+        return f"- **Member 2** (`{member['checkpoint']}`, {note}): " + training_lines(
+            member, hardware
+        )
+    lines = [
+        f"- **Member 2**: the mean of the predictions of {len(member['ensemble'])} DefiNets, "
+        f"each {note}:"
+    ]
+    lines += [f"  - `{m['checkpoint']}`: {training_lines(m, hardware)}" for m in member["ensemble"]]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--config", default="workflows/train/definet-joint.yaml")
-    parser.add_argument("--high-density", help="checkpoint serving high defect densities")
     parser.add_argument(
-        "--high-density-config", default="workflows/train/definet-high-density-fnorm.yaml"
+        "--high-density",
+        nargs="+",
+        help="checkpoint(s) serving high defect densities; several are averaged (an ensemble)",
+    )
+    parser.add_argument(
+        "--high-density-config",
+        nargs="+",
+        default=["workflows/train/definet-high-density-fnorm8.yaml"],
+        help="the training config of each --high-density checkpoint, in the same order",
     )
     parser.add_argument(
         "--high-density-note",
@@ -163,6 +196,11 @@ def main() -> None:
         "--ids-from", help="dataset root: record its train+val ids (never validate on them)"
     )
     args = parser.parse_args()
+    if args.high_density and len(args.high_density) != len(args.high_density_config):
+        parser.error(
+            f"{len(args.high_density)} --high-density checkpoint(s) need as many "
+            f"--high-density-config files, got {len(args.high_density_config)}"
+        )
     if args.max_displacement <= 0:
         args.max_displacement = None
 
@@ -170,19 +208,40 @@ def main() -> None:
     model, graph, meta = load_model(args.checkpoint)
     model.config.max_displacement = args.max_displacement
     payload = model_payload(model, graph, metadata=meta)
+    architectures = [[model.config]]
     if args.high_density:
-        members.append(member_card(args.high_density, args.high_density_config))
-        high, high_graph, high_meta = load_model(args.high_density)
-        high.config.max_displacement = args.max_displacement
+        high_cards = [
+            member_card(c, cfg)
+            for c, cfg in zip(args.high_density, args.high_density_config, strict=True)
+        ]
+        high_payloads, high_configs = [], []
+        hosts, elements = set(meta["hosts"]), set(meta["elements"])
+        for checkpoint in args.high_density:
+            high, high_graph, high_meta = load_model(checkpoint)
+            high.config.max_displacement = args.max_displacement
+            high_payloads.append(model_payload(high, high_graph, metadata=high_meta))
+            high_configs.append(high.config)
+            hosts |= set(high_meta["hosts"])
+            elements |= set(high_meta["elements"])
+        architectures.append(high_configs)
+        if len(high_cards) == 1:
+            members.append(high_cards[0])
+            high_payload = high_payloads[0]
+        else:
+            members.append(
+                {
+                    "ensemble": high_cards,
+                    "n_parameters": sum(c["n_parameters"] for c in high_cards),
+                }
+            )
+            high_payload = ensemble_payload(high_payloads)
         meta = {
-            "hosts": sorted(set(meta["hosts"]) | set(high_meta["hosts"])),
-            "elements": sorted(set(meta["elements"]) | set(high_meta["elements"])),
-            "members": [m["checkpoint"] for m in members],
+            "hosts": sorted(hosts),
+            "elements": sorted(elements),
+            "members": [args.checkpoint, *args.high_density],
         }
         payload = routed_payload(
-            [payload, model_payload(high, high_graph, metadata=high_meta)],
-            [args.max_low_density_fraction],
-            metadata=meta,
+            [payload, high_payload], [args.max_low_density_fraction], metadata=meta
         )
     path = save_atomic(payload, DEFAULT_CHECKPOINT.with_name(f"{args.name}.pt"))
     validation = (
@@ -224,7 +283,6 @@ def main() -> None:
     card_json = path.with_suffix(".json")
     card_json.write_text(json.dumps(card, indent=2))
 
-    architectures = [model.config] + ([high.config] if args.high_density else [])
     if len(members) == 1:
         training = f"- **Training**: {training_lines(members[0], args.hardware)}"
     else:
@@ -235,8 +293,7 @@ def main() -> None:
             f"{round(f * 192)} of 192) goes to member 1, anything denser to member 2.\n"
             f"- **Member 1** (`{members[0]['checkpoint']}`, both densities, all hosts): "
             f"{training_lines(members[0], args.hardware)}\n"
-            f"- **Member 2** (`{members[1]['checkpoint']}`, {args.high_density_note}): "
-            f"{training_lines(members[1], args.hardware)}"
+            + member_2_lines(members[1], args.high_density_note, args.hardware)
         )
     md = f"""# DefiNet model `{args.name}.pt`
 

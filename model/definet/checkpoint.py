@@ -10,12 +10,13 @@ from typing import Any
 import torch
 
 from definet.data.graphs import GraphSettings
-from definet.nn import DefiNet, DefiNetConfig
-from definet.nn.routed import DensityRoutedDefiNet
+from definet.nn import DefiNet, DefiNetConfig, DensityRoutedDefiNet, EnsembleDefiNet
 
 FORMAT_VERSION = 1
 #: ``kind`` of a checkpoint holding several models routed by defect density.
 ROUTED_KIND = "definet-routed"
+#: ``kind`` of a checkpoint holding several models whose predictions are averaged.
+ENSEMBLE_KIND = "definet-ensemble"
 
 
 class CheckpointError(ValueError):
@@ -53,6 +54,27 @@ def model_payload(
     }
 
 
+def _shared_graph_settings(members: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The graph settings every member payload shares (one graph serves them all)."""
+    settings = [m["graph_settings"] for m in members]
+    if any(s != settings[0] for s in settings):
+        raise CheckpointError(f"members of {kind} checkpoint differ in graph settings: {settings}")
+    return settings[0]
+
+
+def ensemble_payload(members: list[dict[str, Any]], metadata: dict | None = None) -> dict[str, Any]:
+    """One checkpoint of several :func:`model_payload` dicts, averaged by :class:`EnsembleDefiNet`."""
+    settings = _shared_graph_settings(members, "an ensemble")
+    EnsembleDefiNet([_definet_from_payload(m) for m in members])  # checks member count, embeddings
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": ENSEMBLE_KIND,
+        "graph_settings": settings,
+        "members": members,
+        "metadata": metadata or {},
+    }
+
+
 def routed_payload(
     members: list[dict[str, Any]],
     max_defect_fraction: list[float],
@@ -60,21 +82,18 @@ def routed_payload(
 ) -> dict[str, Any]:
     """One checkpoint of several model payloads, served by :class:`DensityRoutedDefiNet`.
 
-    ``members`` are :func:`model_payload` dicts from the lowest to the highest defect density;
-    they must share graph settings (one graph per structure serves every member).
+    ``members`` are :func:`model_payload` (or :func:`ensemble_payload`) dicts from the lowest to
+    the highest defect density; they must share graph settings (one graph per structure serves
+    every member).
     """
-    settings = [m["graph_settings"] for m in members]
-    if any(s != settings[0] for s in settings):
-        raise CheckpointError(
-            f"members of a routed checkpoint differ in graph settings: {settings}"
-        )
+    settings = _shared_graph_settings(members, "a routed")
     DensityRoutedDefiNet(  # checks member count against bounds, ascending bounds
-        [DefiNet(DefiNetConfig(**m["model_config"])) for m in members], max_defect_fraction
+        [_definet_from_payload(m) for m in members], max_defect_fraction
     )
     return {
         "format_version": FORMAT_VERSION,
         "kind": ROUTED_KIND,
-        "graph_settings": settings[0],
+        "graph_settings": settings,
         "members": members,
         "max_defect_fraction": [float(f) for f in max_defect_fraction],
         "metadata": metadata or {},
@@ -100,7 +119,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def _definet_from_payload(payload: dict[str, Any]) -> DefiNet:
+def _definet_from_payload(payload: dict[str, Any]) -> DefiNet | EnsembleDefiNet:
+    """A DefiNet, or the ensemble of an :func:`ensemble_payload`, with its weights."""
+    if payload.get("kind") == ENSEMBLE_KIND:
+        return EnsembleDefiNet([_definet_from_payload(m) for m in payload["members"]])
     model = DefiNet(DefiNetConfig(**payload["model_config"]))
     model.load_state_dict(payload.get("ema_state_dict") or payload["state_dict"])
     return model
@@ -108,8 +130,9 @@ def _definet_from_payload(payload: dict[str, Any]) -> DefiNet:
 
 def load_model(
     path: str | Path,
-) -> tuple[DefiNet | DensityRoutedDefiNet, GraphSettings, dict[str, Any]]:
-    """Model (eval mode), graph settings and metadata from a model, routed or training checkpoint."""
+) -> tuple[DefiNet | DensityRoutedDefiNet | EnsembleDefiNet, GraphSettings, dict[str, Any]]:
+    """Model (eval mode), graph settings and metadata from a model, routed, ensemble or training
+    checkpoint."""
     payload = read_checkpoint(path)
     try:
         graph = GraphSettings(**payload["graph_settings"])

@@ -116,7 +116,7 @@ class TrainConfig:
         """Read a YAML config. ``extends: <file>`` (relative to this one) starts from another
         config and overrides its keys; ``model`` and ``graph`` are merged key by key."""
         path = Path(path)
-        raw = _read_yaml_settings(path)
+        raw = read_config_settings(path)
         try:
             config = cls.from_dict(raw)
         except (TypeError, ValueError) as exc:
@@ -144,7 +144,7 @@ class TrainConfig:
         return total
 
 
-def _read_yaml_settings(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_config_settings(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The settings of a YAML training config with its ``extends`` chain resolved."""
     if path.resolve() in seen:
         raise ValueError(f"{path}: 'extends' loops back to this file")
@@ -157,7 +157,7 @@ def _read_yaml_settings(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, An
     base = raw.pop("extends", None)
     if base is None:
         return raw
-    merged = _read_yaml_settings(path.parent / base, (*seen, path.resolve()))
+    merged = read_config_settings(path.parent / base, (*seen, path.resolve()))
     for key, value in raw.items():
         nested = key in ("model", "graph") and isinstance(value, dict)
         merged[key] = {**merged.get(key, {}), **value} if nested else value
@@ -282,8 +282,8 @@ class Trainer:
             pretrained, _, pretrained_meta = load_model(config.init_from)
             if not isinstance(pretrained, DefiNet):
                 raise ValueError(
-                    f"init_from: {config.init_from} routes between several models; fine-tune "
-                    "from one of them (e.g. the training checkpoint named in its model card)"
+                    f"init_from: {config.init_from} combines several models (routed or averaged); "
+                    "fine-tune from one of them (e.g. a training checkpoint named in its model card)"
                 )
             load_pretrained(self.model, pretrained, source=f"init_from: {config.init_from}")
         self.force_field = (

@@ -9,10 +9,13 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
+from torch_geometric.data import Batch
 
 from definet.checkpoint import model_payload, save_atomic
-from definet.data.graphs import GraphSettings
+from definet.data.graphs import GraphSettings, structure_to_graph
+from definet.data.markers import mark_defects, pristine_supercell
 from definet.nn import DefiNet, DefiNetConfig
+from definet.train import predict_batch
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -120,3 +123,38 @@ def shared_data() -> Path:
 def session_cache(tmp_path_factory) -> Path:
     """One cache directory for the whole test session (archives extracted once)."""
     return tmp_path_factory.mktemp("definet-cache")
+
+
+# Small nets and structures for routed / ensemble models
+SMALL_GRAPH = GraphSettings(cutoff=4.0, max_neighbors=12)
+SMALL_NET = DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0)
+
+
+def member(seed: int) -> DefiNet:
+    """A small DefiNet whose coordinate heads are not zero, so members disagree."""
+    torch.manual_seed(seed)
+    net = DefiNet(SMALL_NET)
+    for layer in net.layers:  # non-trivial coordinate heads
+        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.1)
+        torch.nn.init.normal_(layer.message.coord[-1].weight, std=0.1)
+    return net.eval()
+
+
+def marked(n: int, seed: int) -> Structure:
+    unrelaxed, _ = make_defect_pair(n=n, seed=seed)
+    return mark_defects(unrelaxed, pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice))
+
+
+@pytest.fixture(scope="module")
+def structures():
+    """Marked MoS2 supercells on either side of a 0.03 defect fraction."""
+    # 2 defects in 6x6 (108 sites, 1.9%) and in 3x3 (27 sites, 7.4%)
+    return [marked(6, 1), marked(3, 2), marked(6, 3)]
+
+
+def run(model: torch.nn.Module, structures: list[Structure]) -> list[np.ndarray]:
+    """Each structure's predicted coordinates, from one batch of all of them."""
+    batch = Batch.from_data_list([structure_to_graph(s, SMALL_GRAPH) for s in structures])
+    with torch.no_grad():
+        out = predict_batch(model, batch)
+    return [out[batch.batch == i].numpy() for i in range(len(structures))]

@@ -17,42 +17,14 @@ from definet.checkpoint import (
     save_atomic,
 )
 from definet.data.graphs import GraphSettings, edge_shifts, structure_to_graph
-from definet.data.markers import mark_defects, pristine_supercell, strip_vacancies
-from definet.nn import DefiNet, DefiNetConfig, DensityRoutedDefiNet
+from definet.data.markers import strip_vacancies
+from definet.nn import DensityRoutedDefiNet
 from definet.predict import Predictor
-from definet.train import TrainConfig, Trainer, cosine_lr, predict_batch
+from definet.train import TrainConfig, Trainer, cosine_lr
 
-from .conftest import make_defect_pair, mos2_unit_cell
-
-SETTINGS = GraphSettings(cutoff=4.0, max_neighbors=12)
-CONFIG = DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0)
-
-
-def member(seed: int) -> DefiNet:
-    torch.manual_seed(seed)
-    net = DefiNet(CONFIG)
-    for layer in net.layers:  # non-trivial coordinate heads
-        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.1)
-        torch.nn.init.normal_(layer.message.coord[-1].weight, std=0.1)
-    return net.eval()
-
-
-def marked(n: int, seed: int):
-    unrelaxed, _ = make_defect_pair(n=n, seed=seed)
-    return mark_defects(unrelaxed, pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice))
-
-
-@pytest.fixture(scope="module")
-def structures():
-    # 2 defects in 6x6 (108 sites, 1.9%) and in 3x3 (27 sites, 7.4%)
-    return [marked(6, 1), marked(3, 2), marked(6, 3)]
-
-
-def run(model, structures) -> list[np.ndarray]:
-    batch = Batch.from_data_list([structure_to_graph(s, SETTINGS) for s in structures])
-    with torch.no_grad():
-        out = predict_batch(model, batch)
-    return [out[batch.batch == i].numpy() for i in range(len(structures))]
+from .conftest import SMALL_GRAPH as SETTINGS
+from .conftest import SMALL_NET as CONFIG
+from .conftest import member, run
 
 
 def test_each_structure_gets_its_members_prediction(structures) -> None:
@@ -115,7 +87,7 @@ def test_fine_tuning_from_a_routed_checkpoint_is_refused(tmp_path: Path, structu
     cfg = TrainConfig(
         out_dir=str(tmp_path / "ft"), model=CONFIG, graph=SETTINGS, init_from=str(path)
     )
-    with pytest.raises(ValueError, match="routes between several models"):
+    with pytest.raises(ValueError, match="combines several models"):
         Trainer(cfg, [g], [g], progress=False)
 
 

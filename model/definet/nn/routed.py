@@ -17,6 +17,7 @@ from torch_geometric.utils import scatter
 
 from definet.data.markers import PRISTINE
 from definet.nn.definet import DefiNet
+from definet.nn.ensemble import EnsembleDefiNet
 
 
 class DensityRoutedDefiNet(nn.Module):
@@ -25,12 +26,14 @@ class DensityRoutedDefiNet(nn.Module):
     Parameters
     ----------
     members
-        DefiNets, from the lowest to the highest defect density they serve.
+        DefiNets (or ensembles of them), from the lowest to the highest defect density they serve.
     max_defect_fraction
         Upper bound (inclusive) of the defect fraction of each member but the last, ascending.
     """
 
-    def __init__(self, members: Sequence[DefiNet], max_defect_fraction: Sequence[float]) -> None:
+    def __init__(
+        self, members: Sequence[DefiNet | EnsembleDefiNet], max_defect_fraction: Sequence[float]
+    ) -> None:
         super().__init__()
         if len(members) < 2 or len(max_defect_fraction) != len(members) - 1:
             raise ValueError(
@@ -66,7 +69,7 @@ class DensityRoutedDefiNet(nn.Module):
             batch = torch.zeros_like(z)
         num_graphs = num_graphs or int(batch.max()) + 1
         node_member = self.route(marker, batch, num_graphs)[batch]
-        out = pos.to(self.members[0].embed_z.weight.dtype).clone()
+        out = pos.to(next(self.parameters()).dtype).clone()
         for k, member in enumerate(self.members):
             nodes = node_member == k
             if not bool(nodes.any()):

@@ -1,0 +1,89 @@
+"""Ensemble checkpoints: the mean of several DefiNets, alone or as a routed member."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from definet.checkpoint import (
+    CheckpointError,
+    ensemble_payload,
+    load_model,
+    model_payload,
+    routed_payload,
+    save_atomic,
+)
+from definet.data.graphs import GraphSettings, structure_to_graph
+from definet.data.markers import strip_vacancies
+from definet.nn import DefiNet, DefiNetConfig, DensityRoutedDefiNet, EnsembleDefiNet
+from definet.predict import Predictor
+from definet.train import TrainConfig, Trainer
+
+from .conftest import SMALL_GRAPH as SETTINGS
+from .conftest import SMALL_NET as CONFIG
+from .conftest import member, run
+
+
+def test_ensemble_predicts_the_mean_of_its_members(structures) -> None:
+    a, b, c = member(1), member(2), member(3)
+    ensemble = EnsembleDefiNet([a, b, c]).eval()
+    alone = [run(m, structures) for m in (a, b, c)]
+    for k, got in enumerate(run(ensemble, structures)):
+        mean = np.mean([alone[m][k] for m in range(3)], axis=0)
+        np.testing.assert_allclose(got, mean, atol=1e-5)
+        # the members disagree, so the mean is none of them
+        assert min(np.abs(alone[m][k] - got).max() for m in range(3)) > 1e-4
+
+
+def test_routed_ensemble_checkpoint_round_trip(tmp_path: Path, structures) -> None:
+    low, high_a, high_b = member(0), member(1), member(2)
+    path = save_atomic(
+        routed_payload(
+            [
+                model_payload(low, SETTINGS),
+                ensemble_payload(
+                    [model_payload(high_a, SETTINGS), model_payload(high_b, SETTINGS)]
+                ),
+            ],
+            [0.03],
+        ),
+        tmp_path / "routed-ensemble.pt",
+    )
+    model, settings, _ = load_model(path)  # torch.load(weights_only=True) inside
+    assert isinstance(model, DensityRoutedDefiNet) and settings == SETTINGS
+    assert isinstance(model.members[1], EnsembleDefiNet)
+    in_memory = DensityRoutedDefiNet([low, EnsembleDefiNet([high_a, high_b])], [0.03]).eval()
+    for got, expected in zip(run(model, structures), run(in_memory, structures), strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    # the dense structure (3x3) went to the ensemble, not to either of its members alone
+    assert np.abs(run(high_a, structures[1:2])[0] - run(model, structures[1:2])[0]).max() > 1e-4
+    predicted = Predictor(path, device="cpu").predict(structures, batch_size=2)
+    assert len(predicted) == len(structures)
+
+
+def test_ensemble_refuses_bad_members(tmp_path: Path, structures) -> None:
+    a, b = member(1), member(2)
+    with pytest.raises(ValueError, match="at least 2 members"):
+        EnsembleDefiNet([a])
+    wider = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0, max_z=40))
+    with pytest.raises(ValueError, match="max_z, num_markers"):
+        EnsembleDefiNet([a, wider])
+    other = GraphSettings(cutoff=5.0, max_neighbors=12)
+    with pytest.raises(CheckpointError, match="graph settings"):
+        ensemble_payload([model_payload(a, SETTINGS), model_payload(b, other)])
+    # fine-tuning starts from one model, not from an average of several
+    path = save_atomic(
+        ensemble_payload([model_payload(a, SETTINGS), model_payload(b, SETTINGS)]),
+        tmp_path / "ensemble.pt",
+    )
+    g = structure_to_graph(structures[0], SETTINGS, relaxed=strip_vacancies(structures[0]))
+    g.host, g.atoms_id = "MoS2_test", "a"
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "ft"), model=CONFIG, graph=SETTINGS, init_from=str(path)
+    )
+    with pytest.raises(ValueError, match="combines several models"):
+        Trainer(cfg, [g], [g], progress=False)
+    assert torch.equal(load_model(path)[0].members[0].embed_z.weight, a.embed_z.weight)
