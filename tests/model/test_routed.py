@@ -11,6 +11,7 @@ from torch_geometric.data import Batch
 
 from definet.checkpoint import (
     CheckpointError,
+    ensemble_payload,
     load_model,
     model_payload,
     routed_payload,
@@ -75,12 +76,14 @@ def test_routed_checkpoint_refuses_mismatched_members(tmp_path: Path) -> None:
         DensityRoutedDefiNet([low, high, member(2)], [0.05, 0.03])
 
 
-def test_fine_tuning_from_a_routed_checkpoint_is_refused(tmp_path: Path, structures) -> None:
+@pytest.mark.parametrize("combine", [lambda ms: routed_payload(ms, [0.03]), ensemble_payload])
+def test_fine_tuning_from_a_combined_checkpoint_is_refused(
+    tmp_path: Path, structures, combine
+) -> None:
+    """Fine-tuning starts from one model, not from a routed pair or an average of several."""
     path = save_atomic(
-        routed_payload(
-            [model_payload(member(0), SETTINGS), model_payload(member(1), SETTINGS)], [0.03]
-        ),
-        tmp_path / "routed.pt",
+        combine([model_payload(member(0), SETTINGS), model_payload(member(1), SETTINGS)]),
+        tmp_path / "combined.pt",
     )
     g = structure_to_graph(structures[0], SETTINGS, relaxed=strip_vacancies(structures[0]))
     g.host, g.atoms_id = "MoS2_test", "a"
