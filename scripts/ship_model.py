@@ -152,7 +152,10 @@ def member_2_lines(member: dict, note: str, hardware: str) -> str:
         f"- **Member 2**: the mean of the predictions of {len(member['ensemble'])} DefiNets, "
         f"each {note}:"
     ]
-    lines += [f"  - `{m['checkpoint']}`: {training_lines(m, hardware)}" for m in member["ensemble"]]
+    lines += [
+        f"  - `{m['checkpoint']}`: " + training_lines(m, hardware).replace("\n  ", "\n    ")
+        for m in member["ensemble"]
+    ]
     return "\n".join(lines)
 
 
@@ -288,7 +291,7 @@ def main() -> None:
     else:
         f = args.max_low_density_fraction
         training = (
-            f"- **Routing**: one file, two DefiNets. A structure whose fraction of defect sites "
+            f"- **Routing**: one file, two members. A structure whose fraction of defect sites "
             f"(vacancy nodes included) is at most {f:.4f} (the low-density set's largest, "
             f"{round(f * 192)} of 192) goes to member 1, anything denser to member 2.\n"
             f"- **Member 1** (`{members[0]['checkpoint']}`, both densities, all hosts): "
