@@ -1,7 +1,7 @@
 """Several DefiNets behind one forward: each structure goes to the member for its defect density.
 
-The shipped model pairs a joint DefiNet (trained on both densities of the DefiNet set) with one
-fine-tuned on the high-density hosts only. A structure whose fraction of defect sites (markers
+The shipped model pairs a joint DefiNet (trained on both densities of the DefiNet set) with an
+ensemble of DefiNets trained on the high-density hosts only. A structure whose fraction of defect sites (markers
 other than pristine, vacancy nodes included) is at most ``max_defect_fraction[k]`` goes to member
 ``k``; the last member takes everything above. Routing is per structure inside a batch, so a
 mixed batch gives the same coordinates as running every structure on its own member.
