@@ -1,8 +1,8 @@
 """Ship a trained checkpoint in the package, with its model card.
 
     python scripts/ship_model.py checkpoints/definet-joint/best.pt \
-        --high-density checkpoints/definet-high-density-fnorm8/best.pt \
-        --high-density-config workflows/train/definet-high-density-fnorm8.yaml
+        --high-density checkpoints/definet-high-density-fnorm{,8,8-seed1}/best.pt \
+        --high-density-config workflows/train/definet-high-density-fnorm{,8,8-seed1}.yaml
     python scripts/ship_model.py runs/three-steps/finetune/best.pt --name definet-chgnet \
         --config workflows/train/definet-chgnet-finetune.yaml --ids-from runs/three-steps/dataset
 
@@ -50,9 +50,9 @@ LOW_DENSITY_MAX_FRACTION = 6 / 192
 MAX_DISPLACEMENT = 5.0
 
 
-def member_card(checkpoint: str, config_path: str) -> dict[str, Any]:
-    """Training facts of one trained checkpoint (``best.pt`` beside its ``last.pt``)."""
-    _, _, meta = load_model(checkpoint)
+def member_card(checkpoint: str, config_path: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Training facts of one trained checkpoint (``best.pt`` beside its ``last.pt``), from its
+    metadata (as :func:`load_model` returns it) and its training config."""
     last = Path(checkpoint).with_name("last.pt")
     seconds = read_checkpoint(last)["elapsed"] if last.exists() else meta["train_seconds"]
     return {
@@ -171,7 +171,9 @@ def main() -> None:
     parser.add_argument(
         "--high-density-config",
         nargs="+",
-        default=["workflows/train/definet-high-density-fnorm8.yaml"],
+        default=[
+            f"workflows/train/definet-high-density-fnorm{run}.yaml" for run in ("", "8", "8-seed1")
+        ],
         help="the training config of each --high-density checkpoint, in the same order",
     )
     parser.add_argument(
@@ -207,20 +209,17 @@ def main() -> None:
     if args.max_displacement <= 0:
         args.max_displacement = None
 
-    members = [member_card(args.checkpoint, args.config)]
     model, graph, meta = load_model(args.checkpoint)
+    members = [member_card(args.checkpoint, args.config, meta)]
     model.config.max_displacement = args.max_displacement
     payload = model_payload(model, graph, metadata=meta)
     architectures = [[model.config]]
     if args.high_density:
-        high_cards = [
-            member_card(c, cfg)
-            for c, cfg in zip(args.high_density, args.high_density_config, strict=True)
-        ]
-        high_payloads, high_configs = [], []
+        high_cards, high_payloads, high_configs = [], [], []
         hosts, elements = set(meta["hosts"]), set(meta["elements"])
-        for checkpoint in args.high_density:
+        for checkpoint, config in zip(args.high_density, args.high_density_config, strict=True):
             high, high_graph, high_meta = load_model(checkpoint)
+            high_cards.append(member_card(checkpoint, config, high_meta))
             high.config.max_displacement = args.max_displacement
             high_payloads.append(model_payload(high, high_graph, metadata=high_meta))
             high_configs.append(high.config)
