@@ -111,6 +111,24 @@ def evaluate(
 
 @app.command()
 @friendly_errors
+def ensemble(
+    checkpoints: Annotated[
+        list[Path], typer.Argument(help="two or more single-model checkpoints (best.pt, last.pt)")
+    ],
+    out: Annotated[Path, typer.Option(help="the ensemble checkpoint to write")],
+) -> None:
+    """Average several DefiNets: one checkpoint whose prediction is the mean of theirs.
+
+    Use it wherever a checkpoint goes (evaluate, predict, validate, Predictor).
+    """
+    from definet.checkpoint import ensemble_from_files, file_sha256, save_atomic
+
+    save_atomic(ensemble_from_files(checkpoints), out)
+    console.print(f"wrote {out} ({len(checkpoints)} members, sha256 {file_sha256(out)[:12]})")
+
+
+@app.command()
+@friendly_errors
 def predict(
     files: Annotated[list[Path], typer.Argument(help="defect structures (CIF, POSCAR, ...)")],
     out: Annotated[Path, typer.Option(help="directory for the relaxed CIFs")],

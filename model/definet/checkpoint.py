@@ -75,6 +75,29 @@ def ensemble_payload(members: list[dict[str, Any]], metadata: dict | None = None
     }
 
 
+def ensemble_from_files(paths: list[str | Path]) -> dict[str, Any]:
+    """An :func:`ensemble_payload` of single-model checkpoints (``best.pt`` or training
+    ``last.pt`` files, which give their EMA weights). Its metadata names each member file with
+    its sha256 and keeps the elements every member saw (so a prediction warns about any element
+    one of them never saw) and the hosts any member was trained on."""
+    members, sources, elements, hosts = [], [], [], set()
+    for path in paths:
+        model, graph, metadata = load_model(path)
+        if not isinstance(model, DefiNet):
+            raise CheckpointError(
+                f"{path}: combines several models (routed or averaged); average the "
+                "single-model checkpoints it was built from"
+            )
+        members.append(model_payload(model, graph, metadata=metadata))
+        sources.append({"checkpoint": str(path), "sha256": file_sha256(path)})
+        elements.append(set(metadata.get("elements", [])))
+        hosts |= set(metadata.get("hosts", []))
+    metadata: dict[str, Any] = {"members": sources, "hosts": sorted(hosts)}
+    if all(elements):
+        metadata["elements"] = sorted(set.intersection(*elements))
+    return ensemble_payload(members, metadata)
+
+
 def routed_payload(
     members: list[dict[str, Any]],
     max_defect_fraction: list[float],

@@ -73,6 +73,11 @@ class TrainConfig:
     #: atoms of every training batch (targets unchanged; 0: none). Every epoch then shows the
     #: model new starting points around each structure, a regulariser against memorising them.
     position_noise: float = 0.0
+    #: Divide each training atom's error by its host's do-nothing MAE on the training structures
+    #: (rescaled so that doing nothing still scores the overall do-nothing MAE). The loss then
+    #: follows the per-host ratio the accuracy target is stated in, instead of favouring the
+    #: hosts whose atoms move most; validation scores the mean per-host ratio to match.
+    host_balanced_loss: bool = False
     #: Weights of the force-field terms (:mod:`definet.forcefield_loss`) under
     #: ``loss_force_field``: the predictions' energy above the target (A per eV/atom) and their
     #: mean residual force (A per eV/A). Errors along stiff modes cost more. Use them only where
@@ -221,9 +226,40 @@ def noisy_start(batch: Data, sigma: float) -> torch.Tensor:
     return batch.pos + sigma * torch.randn_like(batch.pos) * real
 
 
-def training_loss(pred: torch.Tensor, batch: Data, bond_weight: float = 0.0) -> torch.Tensor:
-    """Coordinate loss plus ``bond_weight`` times the bond loss."""
-    loss = coordinate_loss(pred, batch)
+def host_loss_weights(graphs: Sequence[Data]) -> dict[str, float]:
+    """Per-host weights ``D / d_host`` of :func:`coordinate_loss`, where ``d_host`` is the host's
+    do-nothing MAE (mean ``|y - pos|`` over its real atoms) and ``D`` that of all atoms, so
+    that doing nothing costs ``D`` with or without the weights."""
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for g in graphs:
+        real = g.marker != VACANCY
+        total[g.host] = total.get(g.host, 0.0) + float((g.y[real] - g.pos[real]).abs().sum())
+        count[g.host] = count.get(g.host, 0) + 3 * int(real.sum())
+    moved = {host: total[host] / count[host] for host in total}
+    still = sorted(host for host, mae in moved.items() if mae <= 0)
+    if still:
+        raise ValueError(f"host_balanced_loss: hosts {still} have no displacement to scale by")
+    overall = sum(total.values()) / sum(count.values())
+    return {host: overall / mae for host, mae in moved.items()}
+
+
+def training_loss(
+    pred: torch.Tensor,
+    batch: Data,
+    bond_weight: float = 0.0,
+    host_weights: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """Coordinate loss (each host's atoms scaled by ``host_weights``, when given) plus
+    ``bond_weight`` times the bond loss."""
+    if host_weights is None:
+        loss = coordinate_loss(pred, batch)
+    else:
+        per_graph = torch.tensor([host_weights[h] for h in batch.host], dtype=pred.dtype)
+        weight = per_graph.to(pred.device)[batch.batch].unsqueeze(-1)
+        real = batch.marker != VACANCY
+        error = (pred[real] - batch.y[real].to(pred.dtype)).abs() * weight[real]
+        loss = error.mean()
     if bond_weight:
         loss = loss + bond_weight * bond_loss(pred, batch)
     return loss
@@ -290,6 +326,9 @@ class Trainer:
             ForceFieldLoss.named(config.loss_force_field, self.device)
             if config.uses_force_field
             else None
+        )
+        self.host_weights = (
+            host_loss_weights(self.train_graphs) if config.host_balanced_loss else None
         )
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.optimizer = torch.optim.AdamW(
@@ -403,7 +442,7 @@ class Trainer:
         result = evaluate_graphs(self.ema.module, self.val_graphs, device=self.device)
         val_mae = result["overall"]["mae"]
         extra: dict[str, float] = {}
-        score = val_mae
+        score = result["overall"]["mean_host_ratio"] if self.host_weights else val_mae
         if self.force_field:
             extra = self.validation_force_field_terms()
             terms = ForceFieldTerms(extra["val_excess_energy"], extra.get("val_residual_force"))
@@ -471,7 +510,7 @@ class Trainer:
                 if c.position_noise:
                     batch.pos = noisy_start(batch, c.position_noise)
                 pred = predict_batch(self.model, batch)
-                loss = training_loss(pred, batch, c.bond_loss_weight)
+                loss = training_loss(pred, batch, c.bond_loss_weight, self.host_weights)
                 terms = (
                     self.force_field(pred, batch, forces=bool(c.force_loss_weight))
                     if self.force_field

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from definet.checkpoint import (
     CheckpointError,
@@ -19,6 +20,7 @@ from definet.checkpoint import (
 from definet.data.graphs import GraphSettings
 from definet.nn import DefiNet, DefiNetConfig, DensityRoutedDefiNet, EnsembleDefiNet
 from definet.predict import Predictor
+from definet_flows.cli import app
 
 from .conftest import SMALL_GRAPH as SETTINGS
 from .conftest import member, run
@@ -76,3 +78,32 @@ def test_ensemble_refuses_bad_members(tmp_path: Path) -> None:
         tmp_path / "ensemble.pt",
     )
     assert torch.equal(load_model(path)[0].members[0].embed_z.weight, a.embed_z.weight)
+
+
+def test_cli_ensemble_averages_checkpoint_files(tmp_path: Path, structures) -> None:
+    nets = [member(1), member(2)]
+    seen = [[16, 42, 74], [16, 42]]  # the second member never saw W
+    files = [
+        save_atomic(
+            model_payload(net, SETTINGS, metadata={"elements": els, "hosts": [f"h{k}"]}),
+            tmp_path / f"m{k}.pt",
+        )
+        for k, (net, els) in enumerate(zip(nets, seen, strict=True))
+    ]
+    out = tmp_path / "ensemble.pt"
+    result = CliRunner().invoke(app, ["ensemble", *map(str, files), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model, settings, metadata = load_model(out)
+    assert isinstance(model, EnsembleDefiNet) and settings == SETTINGS
+    expected = run(EnsembleDefiNet(nets).eval(), structures)
+    for got, mean in zip(run(model, structures), expected, strict=True):
+        np.testing.assert_allclose(got, mean, atol=1e-6)
+    assert [m["checkpoint"] for m in metadata["members"]] == [str(f) for f in files]
+    assert metadata["elements"] == [16, 42] and metadata["hosts"] == ["h0", "h1"]
+
+    # what cannot be averaged is refused in one line naming the file
+    refused = CliRunner().invoke(app, ["ensemble", str(out), str(files[0]), "--out", "x.pt"])
+    assert refused.exit_code == 1
+    assert f"{out}: combines several models" in refused.output
+    single = CliRunner().invoke(app, ["ensemble", str(files[0]), "--out", "x.pt"])
+    assert single.exit_code == 1 and "at least 2 members" in single.output

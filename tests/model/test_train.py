@@ -18,6 +18,7 @@ from definet.train import (
     bond_loss,
     coordinate_loss,
     evaluate_graphs,
+    host_loss_weights,
     noisy_start,
     training_loss,
 )
@@ -305,3 +306,61 @@ def test_init_from_refuses_to_drop_electron_parity(tmp_path: Path) -> None:
             data[1:],
             progress=False,
         )
+
+
+def two_hosts(scale: float = 3.0):
+    """Four graphs: two of host "A", then the same two as host "B" moving ``scale`` times as
+    far."""
+    first = graphs(2)
+    second = [g.clone() for g in first]
+    for g in first:
+        g.host = "A"
+    for g in second:
+        g.host = "B"
+        g.y = g.pos + scale * (g.y - g.pos)
+    return first + second
+
+
+def test_host_balanced_loss_weighs_each_host_by_its_do_nothing_mae() -> None:
+    from torch_geometric.data import Batch
+
+    data = two_hosts(scale=3.0)
+    weights = host_loss_weights(data)
+    assert weights["A"] == pytest.approx(3.0 * weights["B"])
+    batch = Batch.from_data_list(data)
+    still = batch.pos.float()
+    # doing nothing scores the overall do-nothing MAE with or without the weights
+    assert training_loss(still, batch, host_weights=weights).item() == pytest.approx(
+        coordinate_loss(still, batch).item(), rel=1e-5
+    )
+    # a miss on host A (small moves) now costs as much as one on host B (three times larger)
+    miss_a = torch.where((batch.batch < 2).unsqueeze(-1), still, batch.y.float())
+    miss_b = torch.where((batch.batch >= 2).unsqueeze(-1), still, batch.y.float())
+    assert coordinate_loss(miss_b, batch).item() == pytest.approx(
+        3.0 * coordinate_loss(miss_a, batch).item(), rel=1e-5
+    )
+    balanced_a = training_loss(miss_a, batch, host_weights=weights)
+    balanced_b = training_loss(miss_b, batch, host_weights=weights)
+    assert balanced_a.item() == pytest.approx(balanced_b.item(), rel=1e-5)
+
+
+def test_host_balanced_training_scores_the_mean_host_ratio(tmp_path: Path) -> None:
+    import json
+
+    data = two_hosts()
+    cfg = config(tmp_path, epochs=2, host_balanced_loss=True, val_every=1)
+    trainer = Trainer(cfg, data[::2], data[1::2], progress=False)
+    best = trainer.fit()
+    assert best.exists()
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    ratios = [
+        sum(h["ratio"] for h in r["hosts"].values()) / len(r["hosts"])
+        for r in records
+        if r["event"] == "val"
+    ]
+    assert trainer.best_val == pytest.approx(min(ratios))
+    still = graphs(2)
+    for g in still:
+        g.y = g.pos.clone()
+    with pytest.raises(ValueError, match=r"hosts \['MoS2_test'\] have no displacement"):
+        host_loss_weights(still)
