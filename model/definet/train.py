@@ -494,6 +494,8 @@ class Trainer:
             self.load_state(last)
         else:
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.config.as_dict()))
+            if self.host_weights:
+                self.log({"event": "host_weights", "weights": self.host_weights})
         c = self.config
         bar = tqdm(total=c.max_steps, initial=self.step, disable=not self.progress, unit="step")
         while not self.done():

@@ -359,6 +359,8 @@ def test_host_balanced_training_scores_the_mean_host_ratio(tmp_path: Path) -> No
         if r["event"] == "val"
     ]
     assert trainer.best_val == pytest.approx(min(ratios))
+    logged = next(r for r in records if r["event"] == "host_weights")["weights"]
+    assert logged == pytest.approx(host_loss_weights(data[::2]))
     still = graphs(2)
     for g in still:
         g.y = g.pos.clone()
