@@ -1,7 +1,8 @@
-"""Several DefiNets trained alike, averaged: one forward, the mean of their relaxed coordinates.
+"""Several DefiNets averaged: one forward, the mean of their relaxed coordinates.
 
-Members trained with different seeds (initialisation and batch order) err partly in different
-directions; the mean of their predicted coordinates cancels part of that spread.
+Members trained with different seeds (initialisation and batch order), depths or losses err
+partly in different directions; the mean of their predicted coordinates cancels part of that
+spread. ``definet ensemble`` writes such a checkpoint from trained ones.
 """
 
 from __future__ import annotations
