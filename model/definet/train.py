@@ -203,10 +203,17 @@ def predict_batch(model: DefiNet, batch: Data) -> torch.Tensor:
     )
 
 
-def coordinate_loss(pred: torch.Tensor, batch: Data) -> torch.Tensor:
-    """Mean absolute coordinate error over real (non-vacancy) atoms."""
+def coordinate_loss(
+    pred: torch.Tensor, batch: Data, host_weights: dict[str, float] | None = None
+) -> torch.Tensor:
+    """Mean absolute coordinate error over real (non-vacancy) atoms, each host's atoms scaled by
+    ``host_weights`` when given (:func:`host_loss_weights`)."""
     real = batch.marker != VACANCY
-    return (pred[real] - batch.y[real].to(pred.dtype)).abs().mean()
+    error = (pred[real] - batch.y[real].to(pred.dtype)).abs()
+    if host_weights is not None:
+        per_graph = torch.tensor([host_weights[h] for h in batch.host], dtype=pred.dtype)
+        error = error * per_graph.to(pred.device)[batch.batch[real]].unsqueeze(-1)
+    return error.mean()
 
 
 def bond_loss(pred: torch.Tensor, batch: Data) -> torch.Tensor:
@@ -252,14 +259,7 @@ def training_loss(
 ) -> torch.Tensor:
     """Coordinate loss (each host's atoms scaled by ``host_weights``, when given) plus
     ``bond_weight`` times the bond loss."""
-    if host_weights is None:
-        loss = coordinate_loss(pred, batch)
-    else:
-        per_graph = torch.tensor([host_weights[h] for h in batch.host], dtype=pred.dtype)
-        weight = per_graph.to(pred.device)[batch.batch].unsqueeze(-1)
-        real = batch.marker != VACANCY
-        error = (pred[real] - batch.y[real].to(pred.dtype)).abs() * weight[real]
-        loss = error.mean()
+    loss = coordinate_loss(pred, batch, host_weights)
     if bond_weight:
         loss = loss + bond_weight * bond_loss(pred, batch)
     return loss
