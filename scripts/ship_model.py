@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from definet.checkpoint import (
-    ensemble_payload,
+    ensemble_from_files,
     file_sha256,
     load_model,
     model_payload,
@@ -216,20 +216,18 @@ def main() -> None:
     payload = model_payload(model, graph, metadata=meta)
     architectures = [[model.config]]
     if args.high_density:
-        high_cards, high_payloads, high_configs = [], [], []
+        high_cards, high_configs = [], []
         hosts, elements = set(meta["hosts"]), set(meta["elements"])
         for checkpoint, config in zip(args.high_density, args.high_density_config, strict=True):
             high, high_graph, high_meta = load_model(checkpoint)
             high_cards.append(member_card(checkpoint, config, high_meta))
-            high.config.max_displacement = args.max_displacement
-            high_payloads.append(model_payload(high, high_graph, metadata=high_meta))
             high_configs.append(high.config)
             hosts |= set(high_meta["hosts"])
             elements |= set(high_meta["elements"])
         architectures.append(high_configs)
         if len(high_cards) == 1:
             members.append(high_cards[0])
-            high_payload = high_payloads[0]
+            high_payload = model_payload(high, high_graph, metadata=high_meta)
         else:
             members.append(
                 {
@@ -237,7 +235,9 @@ def main() -> None:
                     "n_parameters": sum(c["n_parameters"] for c in high_cards),
                 }
             )
-            high_payload = ensemble_payload(high_payloads)
+            high_payload = ensemble_from_files(args.high_density)
+        for member in high_payload.get("members", [high_payload]):
+            member["model_config"]["max_displacement"] = args.max_displacement
         meta = {
             "hosts": sorted(hosts),
             "elements": sorted(elements),
