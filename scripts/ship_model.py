@@ -1,8 +1,8 @@
 """Ship a trained checkpoint in the package, with its model card.
 
     python scripts/ship_model.py checkpoints/definet-joint/best.pt \
-        --high-density checkpoints/definet-high-density-fnorm{-balanced,8-balanced,8}/best.pt \
-        --high-density-config workflows/train/definet-high-density-fnorm{-balanced,8-balanced,8}.yaml
+        --high-density checkpoints/definet-high-density-fnorm{-balanced,-balanced-seed1,8-balanced,8}/best.pt \
+        --high-density-config workflows/train/definet-high-density-fnorm{-balanced,-balanced-seed1,8-balanced,8}.yaml
     python scripts/ship_model.py runs/three-steps/finetune/best.pt --name definet-chgnet \
         --config workflows/train/definet-chgnet-finetune.yaml --ids-from runs/three-steps/dataset
 
@@ -173,7 +173,7 @@ def main() -> None:
         nargs="+",
         default=[
             f"workflows/train/definet-high-density-fnorm{run}.yaml"
-            for run in ("-balanced", "8-balanced", "8")
+            for run in ("-balanced", "-balanced-seed1", "8-balanced", "8")
         ],
         help="the training config of each --high-density checkpoint, in the same order",
     )

@@ -155,3 +155,17 @@ def test_shipped_weights_resolve_by_name(tmp_path: Path) -> None:
         resolve_checkpoint("definet-nope")
     with pytest.raises(FileNotFoundError, match="checkpoint not found: /no/such.pt"):
         resolve_checkpoint("/no/such.pt")
+
+
+def test_shipped_weights_fit_the_size_limit_and_load_safely() -> None:
+    """Every shipped checkpoint stays under 25 MB, loads with ``weights_only=True`` and has its
+    model card beside it."""
+    from definet.checkpoint import load_model
+    from definet.predict import DEFAULT_CHECKPOINT
+
+    shipped = sorted(DEFAULT_CHECKPOINT.parent.glob("*.pt"))
+    assert DEFAULT_CHECKPOINT in shipped
+    for path in shipped:
+        assert path.stat().st_size <= 25_000_000, f"{path.name}: over 25 MB"
+        assert path.with_suffix(".json").is_file() and path.with_suffix(".md").is_file()
+        load_model(path)  # reads through torch.load(weights_only=True)
