@@ -216,18 +216,28 @@ def main() -> None:
     payload = model_payload(model, graph, metadata=meta)
     architectures = [[model.config]]
     if args.high_density:
-        high_cards, high_configs = [], []
+        if len(args.high_density) == 1:
+            high, high_graph, high_meta = load_model(args.high_density[0])
+            high_payload = model_payload(high, high_graph, metadata=high_meta)
+            high_members = [high_payload]
+        else:
+            high_payload = ensemble_from_files(args.high_density)
+            high_members = high_payload["members"]
+        for member in high_members:
+            member["model_config"]["max_displacement"] = args.max_displacement
+        high_cards = [
+            member_card(checkpoint, config, member["metadata"])
+            for checkpoint, config, member in zip(
+                args.high_density, args.high_density_config, high_members, strict=True
+            )
+        ]
+        architectures.append([DefiNetConfig(**m["model_config"]) for m in high_members])
         hosts, elements = set(meta["hosts"]), set(meta["elements"])
-        for checkpoint, config in zip(args.high_density, args.high_density_config, strict=True):
-            high, high_graph, high_meta = load_model(checkpoint)
-            high_cards.append(member_card(checkpoint, config, high_meta))
-            high_configs.append(high.config)
-            hosts |= set(high_meta["hosts"])
-            elements |= set(high_meta["elements"])
-        architectures.append(high_configs)
+        for card in high_cards:
+            hosts |= set(card["hosts"])
+            elements |= set(card["elements_seen"])
         if len(high_cards) == 1:
             members.append(high_cards[0])
-            high_payload = model_payload(high, high_graph, metadata=high_meta)
         else:
             members.append(
                 {
@@ -235,9 +245,6 @@ def main() -> None:
                     "n_parameters": sum(c["n_parameters"] for c in high_cards),
                 }
             )
-            high_payload = ensemble_from_files(args.high_density)
-        for member in high_payload.get("members", [high_payload]):
-            member["model_config"]["max_displacement"] = args.max_displacement
         meta = {
             "hosts": sorted(hosts),
             "elements": sorted(elements),
