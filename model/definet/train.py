@@ -85,6 +85,12 @@ class TrainConfig:
     energy_loss_weight: float = 0.0
     force_loss_weight: float = 0.0
     loss_force_field: str = "CHGNet"
+    #: Checkpoint(s) of a teacher (several are averaged): ``teacher_copies`` defect-shuffled
+    #: copies of every training structure (:mod:`definet.distill`), labelled by its
+    #: predictions, join the DFT-labelled ones, their errors weighted by ``teacher_weight``.
+    teacher: str | list[str] | None = None
+    teacher_copies: int = 4
+    teacher_weight: float = 1.0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
@@ -105,6 +111,8 @@ class TrainConfig:
             "energy_loss_weight",
             "force_loss_weight",
             "position_noise",
+            "teacher_copies",
+            "teacher_weight",
         ):
             if getattr(config, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
@@ -207,12 +215,20 @@ def coordinate_loss(
     pred: torch.Tensor, batch: Data, host_weights: dict[str, float] | None = None
 ) -> torch.Tensor:
     """Mean absolute coordinate error over real (non-vacancy) atoms, each host's atoms scaled by
-    ``host_weights`` when given (:func:`host_loss_weights`)."""
+    ``host_weights`` when given (:func:`host_loss_weights`) and each graph's by its
+    ``target_weight`` where graphs carry one (teacher-labelled ones, :mod:`definet.distill`)."""
     real = batch.marker != VACANCY
     error = (pred[real] - batch.y[real].to(pred.dtype)).abs()
+    per_graph = None
     if host_weights is not None:
-        per_graph = torch.tensor([host_weights[h] for h in batch.host], dtype=pred.dtype)
-        error = error * per_graph.to(pred.device)[batch.batch[real]].unsqueeze(-1)
+        per_graph = torch.tensor(
+            [host_weights[h] for h in batch.host], dtype=pred.dtype, device=pred.device
+        )
+    if "target_weight" in batch:
+        weight = batch.target_weight.to(pred.dtype)
+        per_graph = weight if per_graph is None else per_graph * weight
+    if per_graph is not None:
+        error = error * per_graph[batch.batch[real]].unsqueeze(-1)
     return error.mean()
 
 
@@ -330,6 +346,9 @@ class Trainer:
         self.host_weights = (
             host_loss_weights(self.train_graphs) if config.host_balanced_loss else None
         )
+        self.n_teacher_labelled = 0
+        if config.teacher:
+            self.add_teacher_labelled()
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
@@ -354,6 +373,27 @@ class Trainer:
                 set(self.history_hosts) | set(pretrained_meta.get("hosts", []))
             )
             self.elements = sorted(set(self.elements) | set(pretrained_meta.get("elements", [])))
+
+    def add_teacher_labelled(self) -> None:
+        """Join the teacher-labelled copies (cached in ``out_dir``) to the training graphs;
+        every training graph gets its loss weight (1 for DFT targets, ``teacher_weight``)."""
+        from definet.distill import cached_teacher_labelled
+
+        c = self.config
+        labelled = cached_teacher_labelled(
+            self.out_dir / "teacher-labels.pt",
+            c.teacher,
+            self.train_graphs,
+            c.teacher_copies,
+            c.graph,
+            c.seed,
+        )
+        dft = [g.clone() for g in self.train_graphs]
+        for graphs, weight in ((dft, 1.0), (labelled, c.teacher_weight)):
+            for g in graphs:
+                g.target_weight = torch.tensor([weight])
+        self.train_graphs = dft + labelled
+        self.n_teacher_labelled = len(labelled)
 
     # ----------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
@@ -392,7 +432,8 @@ class Trainer:
         return {
             "hosts": self.history_hosts,
             "elements": self.elements,
-            "n_train": len(self.train_graphs),
+            "n_train": len(self.train_graphs) - self.n_teacher_labelled,
+            "n_teacher_labelled": self.n_teacher_labelled,
             "n_val": len(self.val_graphs),
             "steps": self.step,
             "epochs": self.epoch,

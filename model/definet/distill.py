@@ -1,0 +1,110 @@
+"""Teacher-labelled training structures: a model's predictions as targets for new inputs.
+
+An ensemble of DefiNets predicts better than any one of them but costs one forward per member.
+A single student trained on the teacher's predictions for many more configurations than DFT
+relaxed (:func:`definet.data.augment.shuffle_defects` of the training structures) learns the
+teacher's map where the DFT data are sparse; training mixes these with the DFT-labelled
+structures (``teacher`` in :class:`definet.train.TrainConfig`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from definet.checkpoint import load_model
+from definet.data.augment import host_site_elements, shuffle_defects
+from definet.data.graphs import GraphSettings
+from definet.data.markers import VACANCY
+from definet.nn import DefiNet, EnsembleDefiNet
+
+
+def load_teacher(paths: str | Path | Sequence[str | Path], graph: GraphSettings) -> torch.nn.Module:
+    """The teacher: one checkpoint, or the mean of several (an :class:`EnsembleDefiNet`).
+
+    Raises
+    ------
+    ValueError
+        When a checkpoint was trained on other graph settings than ``graph`` (the student's).
+    """
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    models: list[torch.nn.Module] = []
+    for path in paths:
+        model, settings, _ = load_model(path)
+        if settings != graph:
+            raise ValueError(
+                f"teacher {path}: trained on graph settings {settings.as_dict()}, the student "
+                f"on {graph.as_dict()}; they must be the same"
+            )
+        models.append(model)
+    if len(models) == 1:
+        return models[0]
+    if not all(isinstance(m, DefiNet) for m in models):
+        raise ValueError("teacher: list single-model checkpoints to average, or give one file")
+    return EnsembleDefiNet(models).eval()
+
+
+def teacher_labelled(
+    teacher: torch.nn.Module,
+    graphs: Sequence[Data],
+    copies: int,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> list[Data]:
+    """``copies`` defect-shuffled copies of every graph, their targets ``y`` predicted by
+    ``teacher`` (vacancy nodes keep their sites, as in DFT-labelled graphs)."""
+    from definet.train import predicted_batches
+
+    rng = np.random.default_rng(seed)
+    sites = host_site_elements(graphs)
+    shuffled = [
+        shuffle_defects(graph, sites[graph.host], rng, tag=f"shuffled{k}")
+        for k in range(copies)
+        for graph in graphs
+    ]
+    labelled: list[Data] = []
+    for batch, pred in predicted_batches(teacher, shuffled, batch_size):
+        for i, graph in enumerate(batch.to_data_list()):
+            y = pred[batch.batch == i]
+            vacancy = graph.marker == VACANCY
+            y[vacancy] = graph.pos[vacancy]
+            graph.y = y
+            labelled.append(graph)
+    return labelled
+
+
+def teacher_key(paths: Sequence[str | Path], copies: int, seed: int) -> str:
+    """What teacher-labelled graphs were made from: each teacher file's sha256, copies, seed."""
+    from definet.checkpoint import file_sha256
+
+    digests = ",".join(file_sha256(p) for p in paths)
+    return f"teacher={digests};copies={copies};seed={seed}"
+
+
+def cached_teacher_labelled(
+    cache: Path,
+    paths: str | Path | Sequence[str | Path],
+    graphs: Sequence[Data],
+    copies: int,
+    graph: GraphSettings,
+    seed: int = 0,
+) -> list[Data]:
+    """:func:`teacher_labelled` graphs, read from ``cache`` when it holds those of the same
+    teacher files, copies and seed, else made and written there (so a resumed run trains on
+    the same ones without predicting them again)."""
+    from definet.data.dataset import load_graphs, save_graphs
+
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    key = teacher_key(paths, copies, seed)
+    if cache.exists():
+        labelled = load_graphs(cache, key)
+        if labelled is not None:
+            return labelled
+    labelled = teacher_labelled(load_teacher(paths, graph), graphs, copies, seed)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_graphs(labelled, cache, key)
+    return labelled
