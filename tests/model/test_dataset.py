@@ -163,11 +163,11 @@ def test_cache_entry_written_by_two_writers_at_once(tmp_path: Path, monkeypatch)
         calls.append(file)
         real_save(obj, file, *args, **kwargs)
         if len(calls) == 1:  # the other writer runs start to finish between save and rename
-            dataset.save_graphs([graph], path)
+            dataset._save_graphs([graph], path)
 
     monkeypatch.setattr(dataset.torch, "save", save_while_another_writer_saves)
-    dataset.save_graphs([graph], path)
+    dataset._save_graphs([graph], path)
     assert calls[0] != calls[1]
-    loaded = dataset.load_graphs(path)
+    loaded = dataset._load_graphs(path)
     assert loaded[0].atoms_id == "a" and torch.equal(loaded[0].y, graph.y)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -106,11 +106,17 @@ def test_teacher_labels_are_cached_per_teacher_copies_and_seed(tmp_path, monkeyp
     first = cached_teacher_labelled(cache, teacher, data, 2, settings, seed=0)
     again = cached_teacher_labelled(cache, teacher, data, 2, settings, seed=0)
     assert len(calls) == 1
-    assert all(
-        torch.equal(a.y, b.y) and torch.equal(a.z, b.z) for a, b in zip(first, again, strict=True)
-    )
+    for made, read in zip(first, again, strict=True):
+        assert made.atoms_id == read.atoms_id and made.host == read.host
+        for key in ("z", "marker", "y", "pos", "cell", "edge_index", "edge_image"):
+            assert torch.equal(made[key], read[key]), key
+    source = {g.atoms_id: g for g in data}[again[0].atoms_id.rsplit("~", 1)[0]]
+    assert again[0].edge_index is source.edge_index  # rebuilt on the source graph, not copied
     other = cached_teacher_labelled(cache, teacher, data, 3, settings, seed=0)
     assert len(calls) == 2 and len(other) == 6
+    # labels of structures that are no longer among the training graphs are made again
+    cached_teacher_labelled(cache, teacher, graphs(2, offset=5), 3, settings, seed=0)
+    assert len(calls) == 3
 
 
 def test_teacher_weight_scales_only_teacher_labelled_graphs() -> None:

@@ -227,12 +227,9 @@ def _graph_from_plain(plain: dict) -> Data:
     )
 
 
-def save_graphs(graphs: Sequence[Data], path: Path, key: str | None = None) -> None:
-    """Write graphs with targets as plain tensors (read back with ``weights_only=True``);
-    ``key`` names what they were made from, for :func:`load_graphs` to check."""
+def _save_graphs(graphs: list[Data], path: Path) -> None:
     payload = {
         "format": CACHE_FORMAT,
-        "key": key,
         "graphs": [
             {k: g[k] for k in _TENSOR_KEYS} | {"host": g.host, "atoms_id": g.atoms_id}
             for g in graphs
@@ -241,11 +238,8 @@ def save_graphs(graphs: Sequence[Data], path: Path, key: str | None = None) -> N
     save_atomic(payload, path)  # two trainings may build the same cache entry at once
 
 
-def load_graphs(path: Path, key: str | None = None) -> list[Data] | None:
-    """Graphs written by :func:`save_graphs`; ``None`` when ``key`` is given and differs."""
+def _load_graphs(path: Path) -> list[Data]:
     payload = torch.load(path, weights_only=True)
-    if key is not None and payload.get("key") != key:
-        return None
     return [Data(**g) for g in payload["graphs"]]
 
 
@@ -311,7 +305,7 @@ def load_split(
             / f"{folder.name}-{split}-{_split_key(folder, split, ids, settings)}.pt"
         )
         if cache_file.exists():
-            graphs.extend(load_graphs(cache_file))
+            graphs.extend(_load_graphs(cache_file))
             continue
         jobs = [(folder, atoms_id, settings) for atoms_id in ids]
         results = _parse_all(jobs, workers, f"parse {folder.name}/{split}", progress)
@@ -323,7 +317,7 @@ def load_split(
         good = [_graph_from_plain(r) for r in results if not isinstance(r, str)]
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         if not bad:  # only complete splits are cached, so a fixed file is picked up next time
-            save_graphs(good, cache_file)
+            _save_graphs(good, cache_file)
         graphs.extend(good)
     return graphs
 
