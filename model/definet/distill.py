@@ -146,6 +146,9 @@ def cached_teacher_labelled(
     teacher files, copies and seed, else made and written there (so a resumed run trains on
     the same ones without predicting them again)."""
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"teacher: no checkpoint at {', '.join(missing)}")
     key = teacher_key(paths, copies, seed)
     if cache.exists():
         labelled = load_teacher_labels(cache, key, graphs)

@@ -145,3 +145,10 @@ def test_training_with_a_teacher_joins_its_labels_and_resumes(tmp_path: Path) ->
     assert best.exists() and (tmp_path / "run" / "teacher-labels.pt").exists()
     assert trainer.step == 5  # ceil(9 / batch size 2): the teacher's graphs are trained on
     assert "target_weight" not in data[0]  # the caller's graphs are left as they were
+
+
+def test_a_missing_teacher_is_named(tmp_path: Path) -> None:
+    data = graphs(3)
+    cfg = config(tmp_path / "run", teacher=["gone/best.pt"])
+    with pytest.raises(FileNotFoundError, match="teacher: no checkpoint at gone/best.pt"):
+        Trainer(cfg, data[:2], data[2:], progress=False)
