@@ -22,16 +22,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def predictions(model, graphs) -> list:
-    """Predicted coordinates of every graph, in order."""
-    from definet.train import predicted_batches
-
-    out = []
-    for batch, pred in predicted_batches(model, graphs):
-        out.extend(pred[batch.batch == i] for i in range(batch.num_graphs))
-    return out
-
-
 def agreement_by_host(graphs, reference: list, models: dict[str, list]) -> dict[str, dict]:
     """Per host: n, do-nothing MAE, the reference's ratio, and per model its distance to the
     reference (MAE over real atoms, averaged per structure) and its ratio to doing nothing."""
@@ -85,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     from definet.data.dataset import load_split
     from definet.data.graphs import GraphSettings
     from definet.distill import load_teacher
+    from definet.train import predicted_coordinates
 
     settings = GraphSettings(**read_checkpoint(args.reference[0])["graph_settings"])
     graphs = load_split(args.data_root, args.split, settings, hosts=args.host, progress=False)
-    reference = predictions(load_teacher(args.reference, settings), graphs)
-    models = {path: predictions(load_teacher(path, settings), graphs) for path in args.checkpoint}
+    reference = predicted_coordinates(load_teacher(args.reference, settings), graphs)
+    models = {
+        path: predicted_coordinates(load_teacher(path, settings), graphs)
+        for path in args.checkpoint
+    }
     results = agreement_by_host(graphs, reference, models)
     print(
         "| host | n | do-nothing MAE (A) | reference ratio | model | distance to reference (A) | ratio |"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,18 @@ def ensemble_from_files(paths: list[str | Path]) -> dict[str, Any]:
     if all(elements):
         metadata["elements"] = sorted(set.intersection(*elements))
     return ensemble_payload(members, metadata)
+
+
+def load_averaged(
+    paths: Sequence[str | Path],
+) -> tuple[DefiNet | DensityRoutedDefiNet | EnsembleDefiNet, GraphSettings, dict[str, Any]]:
+    """:func:`load_model` of one file, or the mean of several single-model checkpoints (the
+    model of :func:`ensemble_from_files`, without writing it)."""
+    if len(paths) == 1:
+        return load_model(paths[0])
+    payload = ensemble_from_files(list(paths))
+    model = _definet_from_payload(payload).eval()
+    return model, GraphSettings(**payload["graph_settings"]), payload["metadata"]
 
 
 def routed_payload(

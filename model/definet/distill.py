@@ -16,39 +16,33 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from definet.checkpoint import load_model
+from definet.checkpoint import load_averaged
 from definet.data.augment import host_site_elements, shuffle_defects
 from definet.data.graphs import GraphSettings
 from definet.data.markers import VACANCY
-from definet.nn import DefiNet, EnsembleDefiNet
 
 #: Version of the :func:`save_teacher_labels` file layout.
 LABELS_FORMAT = 1
 
 
 def load_teacher(paths: str | Path | Sequence[str | Path], graph: GraphSettings) -> torch.nn.Module:
-    """The teacher: one checkpoint, or the mean of several (an :class:`EnsembleDefiNet`).
+    """The teacher: one checkpoint, or the mean of several single-model ones
+    (:func:`definet.checkpoint.load_averaged`).
 
     Raises
     ------
     ValueError
-        When a checkpoint was trained on other graph settings than ``graph`` (the student's).
+        When the teacher was trained on other graph settings than ``graph`` (the student's).
     """
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
-    models: list[torch.nn.Module] = []
-    for path in paths:
-        model, settings, _ = load_model(path)
-        if settings != graph:
-            raise ValueError(
-                f"teacher {path}: trained on graph settings {settings.as_dict()}, the student "
-                f"on {graph.as_dict()}; they must be the same"
-            )
-        models.append(model)
-    if len(models) == 1:
-        return models[0]
-    if not all(isinstance(m, DefiNet) for m in models):
-        raise ValueError("teacher: list single-model checkpoints to average, or give one file")
-    return EnsembleDefiNet(models).eval()
+    model, settings, _ = load_averaged(paths)
+    if settings != graph:
+        others = f" (as are the other {len(paths) - 1} teacher files)" if len(paths) > 1 else ""
+        raise ValueError(
+            f"teacher {paths[0]}: trained on graph settings {settings.as_dict()}{others}, the "
+            f"student on {graph.as_dict()}; they must be the same"
+        )
+    return model
 
 
 def teacher_labelled(
@@ -60,7 +54,7 @@ def teacher_labelled(
 ) -> list[Data]:
     """``copies`` defect-shuffled copies of every graph, their targets ``y`` predicted by
     ``teacher`` (vacancy nodes keep their sites, as in DFT-labelled graphs)."""
-    from definet.train import predicted_batches
+    from definet.train import predicted_coordinates
 
     rng = np.random.default_rng(seed)
     sites = host_site_elements(graphs)
@@ -69,16 +63,13 @@ def teacher_labelled(
         for k in range(copies)
         for graph in graphs
     ]
-    labelled: list[Data] = []
-    for batch, pred in predicted_batches(teacher, shuffled, batch_size):
-        for i in range(batch.num_graphs):
-            graph = shuffled[len(labelled)]  # the loader keeps their order
-            y = pred[batch.batch == i]
-            vacancy = graph.marker == VACANCY
-            y[vacancy] = graph.pos[vacancy]
-            graph.y = y
-            labelled.append(graph)
-    return labelled
+    for graph, y in zip(
+        shuffled, predicted_coordinates(teacher, shuffled, batch_size), strict=True
+    ):
+        vacancy = graph.marker == VACANCY
+        y[vacancy] = graph.pos[vacancy]
+        graph.y = y
+    return shuffled
 
 
 def save_teacher_labels(labelled: Sequence[Data], path: Path, key: str) -> None:

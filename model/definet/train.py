@@ -293,15 +293,24 @@ def predicted_batches(
         yield batch.cpu(), pred
 
 
+def predicted_coordinates(
+    model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
+) -> list[torch.Tensor]:
+    """The predicted coordinates of each of ``graphs``, in their order (float64, on the CPU)."""
+    out = []
+    for batch, pred in predicted_batches(model, graphs, batch_size, device):
+        out.extend(pred[batch.batch == i] for i in range(batch.num_graphs))
+    return out
+
+
 def evaluate_graphs(
     model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
 ) -> dict:
     """Per-host and overall errors of ``model`` on graphs carrying targets ``y``."""
-    errors = []
-    for batch, pred in predicted_batches(model, graphs, batch_size, device):
-        for i, graph in enumerate(batch.to_data_list()):
-            errors.append(graph_errors(graph, pred[batch.batch == i]))
-    return summarize_by_host(errors)
+    predictions = predicted_coordinates(model, graphs, batch_size, device)
+    return summarize_by_host(
+        graph_errors(graph, pred) for graph, pred in zip(graphs, predictions, strict=True)
+    )
 
 
 class Trainer:
