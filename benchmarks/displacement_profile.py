@@ -17,6 +17,12 @@ MAE and ratio per bin (as ``definet evaluate``), and the correlation between a s
 defect count and its own ratio. ``--split train`` shows how well the checkpoint fits what it
 was trained on, the other half of a generalisation gap.
 
+A third grouping names each atom by its nearest defect within 3.5 A (the first neighbour shells
+of these hosts; ``v_Mo`` a Mo vacancy, ``W_Mo`` W on a Mo site, ``far`` beyond it): per host and
+kind, the share of atoms and of the error, and the ratio of the atoms' summed error to their
+summed do-nothing error (pooled over atoms, so it differs a little from ``definet evaluate``'s
+per-structure mean). It tells a user how far to trust a prediction around the defect they study.
+
 ``--start-forces`` asks whether a universal potential knows what the model misses: CHGNet's
 forces ``F`` on the unrelaxed structure (no relaxation) against the DFT move ``d`` and the
 model's miss ``d - p``, per host: their cosines over all atoms, and the share of the MAE left
@@ -38,6 +44,44 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 BIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, np.inf)  # A
 DEFECT_BIN_WIDTH = 3
+NEAR_DEFECT = 3.5  # A: an atom farther from every defect counts as "far"
+FAR = "far"
+
+
+def defect_names(graph, site_elements: dict[tuple, int]) -> list[str]:
+    """Each node's defect name: ``v_Mo`` (vacancy), ``W_Mo`` (W on a Mo site; ``W_?`` where
+    ``site_elements`` does not know the site) or ``""`` (pristine)."""
+    from pymatgen.core import Element
+
+    from definet.data.augment import site_keys
+    from definet.data.markers import PRISTINE, VACANCY
+
+    names = []
+    for key, z, marker in zip(
+        site_keys(graph), graph.z.tolist(), graph.marker.tolist(), strict=True
+    ):
+        if marker == PRISTINE:
+            names.append("")
+        elif marker == VACANCY:
+            names.append(f"v_{Element.from_Z(z).symbol}")
+        else:
+            site = site_elements.get(key)
+            names.append(
+                f"{Element.from_Z(z).symbol}_{Element.from_Z(site).symbol if site else '?'}"
+            )
+    return names
+
+
+def nearest_defect_names(graph, site_elements: dict[tuple, int]) -> np.ndarray:
+    """Per real atom, the name of its nearest defect within :data:`NEAR_DEFECT`, else ``far``."""
+    from definet.data.markers import VACANCY
+    from definet.metrics import nearest_defects
+
+    marker = graph.marker.numpy()
+    distance, nearest = nearest_defects(graph.pos.numpy(), marker, graph.cell[0].numpy())
+    names = np.array(defect_names(graph, site_elements) + [FAR], dtype=object)
+    nearest = np.where(distance <= NEAR_DEFECT, nearest, len(names) - 1)
+    return names[nearest[marker != VACANCY]]
 
 
 def displacements(
@@ -47,32 +91,34 @@ def displacements(
     hosts: list[str] | None,
     start_force: Callable | None = None,
 ):
-    """``(host -> (true, predicted displacements[, start forces]), per-structure rows)``: the
-    arrays are (n_atoms, 3) over real atoms (forces only with ``start_force``, a callable from a
+    """``(host -> (true, predicted displacements, nearest-defect names[, start forces]),
+    per-structure rows)``: the arrays run over real atoms, displacements (n_atoms, 3), names
+    from :func:`nearest_defect_names`, forces only with ``start_force`` (a callable from a
     graph to the forces on its real atoms at ``pos``); a row is ``(number of defect sites,
     StructureErrors)``."""
     from definet.checkpoint import load_model
+    from definet.data.augment import host_site_elements
     from definet.data.dataset import load_split
     from definet.data.markers import PRISTINE, VACANCY
     from definet.metrics import graph_errors, minimum_image
     from definet.predict import resolve_checkpoint
-    from definet.train import predicted_batches
+    from definet.train import predicted_coordinates
 
     model, settings, _ = load_model(resolve_checkpoint(checkpoint))
     graphs = load_split(data_root, split, settings=settings, hosts=hosts, progress=False)
-    out: dict[str, tuple[list, list, list]] = {}
+    site_elements = host_site_elements(graphs)
+    out: dict[str, tuple[list, list, list, list]] = {}
     rows = []
-    for batch, pred in predicted_batches(model, graphs):
-        for i, graph in enumerate(batch.to_data_list()):
-            moved_to = pred[batch.batch == i]
-            rows.append((int((graph.marker != PRISTINE).sum()), graph_errors(graph, moved_to)))
-            real = graph.marker != VACANCY
-            cell, start = graph.cell[0].numpy(), graph.pos[real].numpy()
-            arrays = out.setdefault(graph.host, ([], [], []))
-            arrays[0].append(minimum_image(graph.y[real].numpy() - start, cell))
-            arrays[1].append(minimum_image(moved_to[real].numpy() - start, cell))
-            if start_force is not None:
-                arrays[2].append(start_force(graph))
+    for graph, moved_to in zip(graphs, predicted_coordinates(model, graphs), strict=True):
+        rows.append((int((graph.marker != PRISTINE).sum()), graph_errors(graph, moved_to)))
+        real = graph.marker != VACANCY
+        cell, start = graph.cell[0].numpy(), graph.pos[real].numpy()
+        arrays = out.setdefault(graph.host, ([], [], [], []))
+        arrays[0].append(minimum_image(graph.y[real].numpy() - start, cell))
+        arrays[1].append(minimum_image(moved_to[real].numpy() - start, cell))
+        arrays[2].append(nearest_defect_names(graph, site_elements[graph.host]))
+        if start_force is not None:
+            arrays[3].append(start_force(graph))
     moves = {h: tuple(np.concatenate(a) for a in arrays if a) for h, arrays in sorted(out.items())}
     return moves, rows
 
@@ -100,6 +146,27 @@ def profile(true: np.ndarray, moved: np.ndarray) -> list[dict]:
             }
         )
     return rows
+
+
+def by_nearest_defect(true: np.ndarray, moved: np.ndarray, names: np.ndarray) -> list[dict]:
+    """One row per nearest-defect name (see the module docstring), largest error share first."""
+    error = np.abs(moved - true).sum(axis=1)
+    dummy = np.abs(true).sum(axis=1)
+    rows = []
+    for name in np.unique(names):
+        inside = names == name
+        rows.append(
+            {
+                "nearest_defect": str(name),
+                "n_atoms": int(inside.sum()),
+                "share_of_atoms": float(inside.mean()),
+                "share_of_error": float(error[inside].sum() / error.sum()) if error.sum() else 0.0,
+                "ratio": float(error[inside].sum() / dummy[inside].sum())
+                if dummy[inside].sum()
+                else None,
+            }
+        )
+    return sorted(rows, key=lambda row: -row["share_of_error"])
 
 
 def chgnet_start_force() -> Callable:
@@ -187,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     moves, rows = displacements(args.checkpoint, args.data_root, args.split, args.host, start_force)
     results = {host: profile(*arrays[:2]) for host, arrays in moves.items()}
     counts = by_defect_count(rows)
+    near = {host: by_nearest_defect(*arrays[:3]) for host, arrays in moves.items()}
     print("| host | DFT move (A) | atoms | share of error | mean error (A) | move captured |")
     print("|---|---|---|---|---|---|")
     for host, rows in results.items():
@@ -212,10 +280,23 @@ def main(argv: list[str] | None = None) -> int:
     for host, result in counts.items():
         r = result["correlation"]
         print(f"  {host}: {'n/a' if r is None else f'{r:.2f}'}")
+    print(
+        f"\n| host | nearest defect (within {NEAR_DEFECT:g} A) | atoms | share of error | ratio |"
+    )
+    print("|---|---|---|---|---|")
+    for host, kinds in near.items():
+        for row in kinds:
+            ratio = "" if row["ratio"] is None else f"{row['ratio']:.3f}"
+            print(
+                f"| {host} | {row['nearest_defect']} | {row['share_of_atoms']:.1%} | "
+                f"{row['share_of_error']:.1%} | {ratio} |"
+            )
     payload = {"checkpoint": args.checkpoint or "shipped default", "split": args.split}
-    payload |= {"hosts": results, "by_defect_count": counts}
+    payload |= {"hosts": results, "by_defect_count": counts, "by_nearest_defect": near}
     if start_force is not None:
-        payload["start_forces"] = {h: force_alignment(*arrays) for h, arrays in moves.items()}
+        payload["start_forces"] = {
+            h: force_alignment(arrays[0], arrays[1], arrays[3]) for h, arrays in moves.items()
+        }
         print("\nCHGNet's force at the start against the DFT move and the model's miss:")
         print("| host | cos(force, move) | cos(force, miss) | error left after best force |")
         print("|---|---|---|---|")

@@ -23,13 +23,23 @@ def minimum_image(diff: np.ndarray, cell: np.ndarray) -> np.ndarray:
     return frac @ cell
 
 
+def nearest_defects(
+    pos: np.ndarray, marker: np.ndarray, cell: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-image distance of every node to its nearest defect node, and that node's index
+    (inf and -1 without defects)."""
+    defects = np.flatnonzero(marker != PRISTINE)
+    if len(defects) == 0:
+        return np.full(len(pos), np.inf), np.full(len(pos), -1)
+    diff = minimum_image((pos[:, None, :] - pos[defects][None, :, :]).reshape(-1, 3), cell)
+    distance = np.linalg.norm(diff, axis=1).reshape(len(pos), len(defects))
+    closest = distance.argmin(axis=1)
+    return distance[np.arange(len(pos)), closest], defects[closest]
+
+
 def distance_to_defects(pos: np.ndarray, marker: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """Minimum-image distance of every node to the nearest defect node (inf without defects)."""
-    defects = pos[marker != PRISTINE]
-    if len(defects) == 0:
-        return np.full(len(pos), np.inf)
-    diff = minimum_image((pos[:, None, :] - defects[None, :, :]).reshape(-1, 3), cell)
-    return np.linalg.norm(diff, axis=1).reshape(len(pos), len(defects)).min(axis=1)
+    return nearest_defects(pos, marker, cell)[0]
 
 
 @dataclass

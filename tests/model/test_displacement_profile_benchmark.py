@@ -1,5 +1,5 @@
 """benchmarks/displacement_profile.py: bins and shares against hand-made displacements, defect-count
-bins against hand-made errors; a real run."""
+bins against hand-made errors, nearest-defect names on a hand-made cell; a real run."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from torch_geometric.data import Data
 
-from definet.metrics import LOCAL_RADII, StructureErrors
+from definet.data.augment import site_keys
+from definet.metrics import LOCAL_RADII, StructureErrors, nearest_defects
 from tests.flows.conftest import load_benchmark
 
 from .conftest import tiny_checkpoint
@@ -67,6 +70,48 @@ def test_defect_count_bins_of_three_with_ratio_and_correlation() -> None:
     assert result["B"]["correlation"] is None  # one structure: no correlation
 
 
+def test_nearest_defects_wrap_around_the_cell() -> None:
+    cell = np.eye(3) * 10.0
+    pos = np.array([[0.5, 0, 0], [9.5, 0, 0], [5.0, 0, 0], [3.0, 0, 0]])
+    distance, index = nearest_defects(pos, np.array([0, 2, 0, 1]), cell)
+    assert distance == pytest.approx([1.0, 0.0, 2.0, 0.0])  # atom 0 sees atom 1 across the edge
+    assert index.tolist() == [1, 1, 3, 3]
+    distance, index = nearest_defects(pos, np.zeros(4, dtype=int), cell)
+    assert np.isinf(distance).all() and (index == -1).all()
+
+
+def test_atoms_are_named_by_their_nearest_defect() -> None:
+    """A Mo vacancy and W on a Mo site, S atoms near each and one far from both."""
+    bench = load_benchmark("displacement_profile")
+    pos = torch.tensor(
+        [[1.0, 1, 1], [3.0, 1, 1], [9.0, 1, 1], [11.0, 1, 1], [15.0, 1, 1]], dtype=torch.float64
+    )
+    graph = Data(
+        z=torch.tensor([42, 16, 74, 16, 16]),  # the vacancy node keeps its site's element
+        marker=torch.tensor([2, 0, 1, 0, 0]),
+        pos=pos,
+        cell=torch.eye(3, dtype=torch.float64).unsqueeze(0) * 20.0,
+    )
+    keys = site_keys(graph)
+    sites = {keys[0]: 42, keys[1]: 16, keys[3]: 16, keys[4]: 16}  # W's site unknown
+    assert bench.defect_names(graph, sites) == ["v_Mo", "", "W_?", "", ""]
+    sites[keys[2]] = 42
+    names = bench.nearest_defect_names(graph, sites)
+    assert names.tolist() == ["v_Mo", "W_Mo", "W_Mo", "far"]  # real atoms only
+
+
+def test_nearest_defect_rows_share_and_ratio() -> None:
+    bench = load_benchmark("displacement_profile")
+    true = np.array([[0.2, 0, 0], [0.2, 0, 0], [0.1, 0, 0], [0.0, 0.1, 0]])
+    moved = np.array([[0.1, 0, 0], [0.2, 0, 0], [0.1, 0, 0], [0.0, 0.0, 0]])
+    names = np.array(["v_Mo", "v_Mo", "far", "far"], dtype=object)
+    rows = {r["nearest_defect"]: r for r in bench.by_nearest_defect(true, moved, names)}
+    assert rows["v_Mo"]["ratio"] == pytest.approx(0.1 / 0.4)
+    assert rows["far"]["ratio"] == pytest.approx(0.1 / 0.2)
+    assert rows["v_Mo"]["share_of_error"] == pytest.approx(0.5)
+    assert rows["far"]["share_of_atoms"] == pytest.approx(0.5)
+
+
 def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) -> None:
     """With --start-forces: the real CHGNet at the unrelaxed structures of the tiny dataset."""
     monkeypatch.setenv("DEFINET_CACHE_DIR", str(tmp_path / "cache"))
@@ -83,6 +128,10 @@ def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) 
     bins = result["by_defect_count"]["MoS2_500"]["bins"]
     assert sum(b["n"] for b in bins) > 0
     assert all(b["defects"][0] >= 1 and b["dummy_mae"] > 0 for b in bins)
+    near = result["by_nearest_defect"]["MoS2_500"]
+    assert sum(r["share_of_error"] for r in near) == pytest.approx(1)
+    assert sum(r["n_atoms"] for r in near) == sum(r["n_atoms"] for r in rows)
+    assert {r["nearest_defect"] for r in near} <= {"far", "v_Mo", "v_S", "W_Mo", "Se_S"}
     forces = result["start_forces"]["MoS2_500"]
     assert -1 <= forces["cos_force_miss"] <= 1 and -1 <= forces["cos_force_move"] <= 1
     assert np.isfinite(forces["best_scale"]) and forces["error_left"] > 0
