@@ -23,6 +23,7 @@ import yaml
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
+from torch_geometric.utils import unbatch
 
 from definet.checkpoint import FORMAT_VERSION, model_payload, read_checkpoint, save_atomic
 from definet.data.graphs import GraphSettings, edge_shifts
@@ -297,9 +298,9 @@ def predicted_coordinates(
     model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
 ) -> list[torch.Tensor]:
     """The predicted coordinates of each of ``graphs``, in their order (float64, on the CPU)."""
-    out = []
+    out: list[torch.Tensor] = []
     for batch, pred in predicted_batches(model, graphs, batch_size, device):
-        out.extend(pred[batch.batch == i] for i in range(batch.num_graphs))
+        out.extend(unbatch(pred, batch.batch, batch_size=batch.num_graphs))
     return out
 
 
