@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from pymatgen.core import Element, Structure
 from torch_geometric.loader import DataLoader
+from torch_geometric.utils import unbatch
 
 from definet.checkpoint import file_sha256, load_model
 from definet.data.graphs import structure_to_graph
@@ -137,8 +138,7 @@ class Predictor:
         with torch.no_grad():
             for batch in DataLoader(graphs, batch_size=batch_size):
                 pred = predict_batch(self.model, batch.to(self.device)).double().cpu()
-                for i in range(batch.num_graphs):
-                    coords.append(pred[batch.batch.cpu() == i].numpy())
+                coords.extend(p.numpy() for p in unbatch(pred, batch.batch.cpu()))
         return [self._relaxed(s, c) for s, c in zip(structures, coords, strict=True)]
 
     @staticmethod

@@ -20,19 +20,34 @@ if TYPE_CHECKING:  # only graph building needs pymatgen; training on built graph
     from pymatgen.core import Structure
 
 
+#: Neighbours this close (A) to a centre's last kept one count as the same shell.
+SHELL_TOLERANCE = 0.01
+
+
 @dataclass(frozen=True)
 class GraphSettings:
     """How graphs are built. Part of every cache key and of every checkpoint."""
 
     cutoff: float = 6.0
     max_neighbors: int = 50
+    #: Let the cap keep a whole shell: every neighbour as near as the last one it keeps (within
+    #: :data:`SHELL_TOLERANCE`) stays. Without it, a cap that falls inside a shell of
+    #: equidistant neighbours (a site on an ideal lattice) keeps some of them, picked by
+    #: rounding noise, so the graph is less symmetric than the structure.
+    whole_shells: bool = False
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The settings; ``whole_shells`` only when on, so that cache keys and checkpoints
+        written before it existed still match."""
+        settings = asdict(self)
+        if not self.whole_shells:
+            del settings["whole_shells"]
+        return settings
 
 
 def neighbor_edges(structure: Structure, settings: GraphSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Edges ``j -> i`` within the cutoff, at most ``max_neighbors`` nearest per centre.
+    """Edges ``j -> i`` within the cutoff, at most ``max_neighbors`` nearest per centre (more
+    where ``whole_shells`` keeps the rest of the shell the cap falls in).
 
     Returns ``edge_index`` (2, E) as ``[source j, target i]`` and the integer periodic image
     (E, 3) of the source: ``r_ij = pos[j] + image @ cell - pos[i]``.
@@ -49,6 +64,11 @@ def neighbor_edges(structure: Structure, settings: GraphSettings) -> tuple[np.nd
     starts = np.searchsorted(centers, centers, side="left")
     rank = np.arange(len(centers)) - starts
     keep = rank < settings.max_neighbors
+    if settings.whole_shells:
+        last_kept = np.full(len(structure), np.inf)  # centres under the cap keep everything
+        at_cap = rank == settings.max_neighbors - 1
+        last_kept[centers[at_cap]] = dists[at_cap]
+        keep = dists <= last_kept[centers] + SHELL_TOLERANCE
     edge_index = np.stack([neighbors[keep], centers[keep]]).astype(np.int64)
     return edge_index, np.round(images[keep]).astype(np.int64)
 

@@ -1,0 +1,68 @@
+"""Neighbour caps that keep whole shells, so a graph is as symmetric as its structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Structure
+
+from definet.data.graphs import GraphSettings, edge_shifts, neighbor_edges, structure_to_graph
+from definet.data.markers import mark_defects, pristine_supercell
+from definet.nn import DefiNet, DefiNetConfig
+
+from .conftest import mos2_unit_cell
+
+# Within 3.5 A a Mo site of MoS2 has 6 S (2.42 A) and 6 Mo (3.19 A), an S site 3 Mo, 1 S
+# (3.13 A) and 6 S (3.19 A): a cap of 9 falls inside the 3.19 A shell of both.
+CAPPED = GraphSettings(cutoff=3.5, max_neighbors=9)
+WHOLE = GraphSettings(cutoff=3.5, max_neighbors=9, whole_shells=True)
+
+
+@pytest.fixture(scope="module")
+def pristine() -> Structure:
+    ideal = pristine_supercell(mos2_unit_cell(), [4, 4, 1])
+    return mark_defects(ideal.copy(), ideal)
+
+
+def neighbours_per_element(structure: Structure, settings: GraphSettings) -> dict[str, set[int]]:
+    edge_index, _ = neighbor_edges(structure, settings)
+    counts = np.bincount(edge_index[1], minlength=len(structure))
+    found: dict[str, set[int]] = {}
+    for site, n in zip(structure, counts, strict=True):
+        found.setdefault(site.specie.symbol, set()).add(int(n))
+    return found
+
+
+def test_whole_shells_keep_the_shell_the_cap_falls_in(pristine) -> None:
+    assert neighbours_per_element(pristine, CAPPED) == {"Mo": {9}, "S": {9}}
+    assert neighbours_per_element(pristine, WHOLE) == {"Mo": {12}, "S": {10}}
+    # a cap that falls between shells keeps exactly as many either way
+    between = GraphSettings(cutoff=3.5, max_neighbors=6, whole_shells=True)
+    assert neighbours_per_element(pristine, between)["Mo"] == {6}
+
+
+def test_whole_shells_only_in_settings_when_on() -> None:
+    """Cache keys and checkpoints written before the option existed still match."""
+    assert GraphSettings(5.0, 16).as_dict() == {"cutoff": 5.0, "max_neighbors": 16}
+    assert GraphSettings(**WHOLE.as_dict()) == WHOLE
+
+
+def in_plane_moves(structure: Structure, settings: GraphSettings) -> float:
+    """Largest in-plane move a random DefiNet predicts for ``structure``."""
+    torch.manual_seed(0)
+    model = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=3.5)).double()
+    for layer in model.layers:
+        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.1)
+        torch.nn.init.normal_(layer.message.coord[-1].weight, std=0.1)
+    g = structure_to_graph(structure, settings)
+    with torch.no_grad():
+        out = model(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g)).numpy()
+    return float(np.abs(out - structure.cart_coords)[:, :2].max())
+
+
+def test_pristine_lattice_keeps_its_symmetry_only_with_whole_shells(pristine) -> None:
+    """Every site of pristine MoS2 sits on a threefold axis, so no equivariant model may move
+    it in the plane. A cap that keeps part of a shell breaks that symmetry."""
+    assert in_plane_moves(pristine, WHOLE) < 1e-9
+    assert in_plane_moves(pristine, CAPPED) > 1e-4
