@@ -311,7 +311,7 @@ def main() -> None:
 - **Split**: {args.split}.
 - **Architecture**: DefiNet, {architecture_text(architectures)},
   graph cutoff {graph.cutoff} A with at most
-  {graph.max_neighbors} neighbours; {card["n_parameters"]:,} parameters in all.
+  {graph.max_neighbors} neighbours{" (whole shells)" if graph.whole_shells else ""}; {card["n_parameters"]:,} parameters in all.
 {training}
 - **Guard**: {guard_text(args.max_displacement)}
 - **Checkpoint sha256**: `{card["checkpoint_sha256"]}`
