@@ -48,6 +48,14 @@ def test_whole_shells_only_in_settings_when_on() -> None:
     assert GraphSettings(**WHOLE.as_dict()) == WHOLE
 
 
+@pytest.mark.parametrize(
+    ("settings", "field"), [({"cutoff": 0.0}, "cutoff"), ({"max_neighbors": 0}, "max_neighbors")]
+)
+def test_settings_that_build_no_graph_are_refused(settings: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=f"graph {field} must be"):
+        GraphSettings(**settings)
+
+
 def in_plane_moves(structure: Structure, settings: GraphSettings) -> float:
     """Largest in-plane move a random DefiNet predicts for ``structure``."""
     torch.manual_seed(0)

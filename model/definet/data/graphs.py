@@ -36,6 +36,12 @@ class GraphSettings:
     #: rounding noise, so the graph is less symmetric than the structure.
     whole_shells: bool = False
 
+    def __post_init__(self) -> None:
+        if not self.cutoff > 0:
+            raise ValueError(f"graph cutoff must be > 0 A, got {self.cutoff}")
+        if self.max_neighbors < 1:
+            raise ValueError(f"graph max_neighbors must be >= 1, got {self.max_neighbors}")
+
     def as_dict(self) -> dict:
         """The settings; ``whole_shells`` only when on, so that cache keys and checkpoints
         written before it existed still match."""
