@@ -8,16 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from pymatgen.core import Element, Structure
-from torch_geometric.loader import DataLoader
-from torch_geometric.utils import unbatch
 
 from definet.checkpoint import file_sha256, load_model
 from definet.data.graphs import structure_to_graph
 from definet.data.markers import MARKER_KEY, VACANCY, mark_defects, markers_of
 from definet.nn.definet import OutOfDistributionWarning
-from definet.train import pick_device, predict_batch
+from definet.train import pick_device, predicted_coordinates
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -134,12 +131,8 @@ class Predictor:
             markers_of(s)
             self._check_elements(s)
             graphs.append(structure_to_graph(s, self.graph_settings))
-        coords: list[np.ndarray] = []
-        with torch.no_grad():
-            for batch in DataLoader(graphs, batch_size=batch_size):
-                pred = predict_batch(self.model, batch.to(self.device)).double().cpu()
-                coords.extend(p.numpy() for p in unbatch(pred, batch.batch.cpu()))
-        return [self._relaxed(s, c) for s, c in zip(structures, coords, strict=True)]
+        coords = predicted_coordinates(self.model, graphs, batch_size, self.device)
+        return [self._relaxed(s, c.numpy()) for s, c in zip(structures, coords, strict=True)]
 
     @staticmethod
     def _relaxed(marked: Structure, coords: np.ndarray) -> Structure:

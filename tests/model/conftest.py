@@ -51,6 +51,21 @@ def relaxed_toward(
     return Structure(structure.lattice, structure.species, cart, coords_are_cartesian=True)
 
 
+def nontrivial_definet(
+    cutoff: float = 4.0, num_layers: int = 3, feature_norm: bool = False
+) -> DefiNet:
+    """A small random float64 DefiNet (eval mode) whose coordinate heads move atoms."""
+    torch.manual_seed(0)
+    config = DefiNetConfig(
+        hidden=16, num_layers=num_layers, num_rbf=8, cutoff=cutoff, feature_norm=feature_norm
+    )
+    net = DefiNet(config).double()
+    for layer in net.layers:
+        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.1)
+        torch.nn.init.normal_(layer.message.coord[-1].weight, std=0.1)
+    return net.eval()
+
+
 def tiny_checkpoint(path: Path, seed: int = 0, metadata: dict | None = None) -> Path:
     """A small random DefiNet (4 A graphs, 12 neighbours) with non-trivial coordinate steps."""
     torch.manual_seed(seed)

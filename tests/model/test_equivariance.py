@@ -12,22 +12,14 @@ from definet.data.graphs import GraphSettings, edge_shifts, structure_to_graph
 from definet.data.markers import VACANCY, mark_defects, pristine_supercell
 from definet.nn import DefiNet, DefiNetConfig
 
-from .conftest import make_defect_pair, mos2_unit_cell
+from .conftest import make_defect_pair, mos2_unit_cell, nontrivial_definet
 
 SETTINGS = GraphSettings(cutoff=4.0, max_neighbors=12)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "feature_norm"])
 def model(request) -> DefiNet:
-    torch.manual_seed(0)
-    config = DefiNetConfig(
-        hidden=16, num_layers=3, num_rbf=8, cutoff=4.0, feature_norm=request.param
-    )
-    net = DefiNet(config).double()
-    for layer in net.layers:  # make the coordinate heads non-trivial
-        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.1)
-        torch.nn.init.normal_(layer.message.coord[-1].weight, std=0.1)
-    return net.eval()
+    return nontrivial_definet(feature_norm=request.param)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ from pymatgen.core import Structure
 
 from definet.data.graphs import GraphSettings, edge_shifts, neighbor_edges, structure_to_graph
 from definet.data.markers import mark_defects, pristine_supercell
-from definet.nn import DefiNet, DefiNetConfig
 
-from .conftest import mos2_unit_cell
+from .conftest import mos2_unit_cell, nontrivial_definet
 
 # Within 3.5 A a Mo site of MoS2 has 6 S (2.42 A) and 6 Mo (3.19 A), an S site 3 Mo, 1 S
 # (3.13 A) and 6 S (3.19 A): a cap of 9 falls inside the 3.19 A shell of both.
@@ -58,11 +57,7 @@ def test_settings_that_build_no_graph_are_refused(settings: dict, field: str) ->
 
 def in_plane_moves(structure: Structure, settings: GraphSettings) -> float:
     """Largest in-plane move a random DefiNet predicts for ``structure``."""
-    torch.manual_seed(0)
-    model = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=3.5)).double()
-    for layer in model.layers:
-        torch.nn.init.normal_(layer.to_step.linear.weight, std=0.1)
-        torch.nn.init.normal_(layer.message.coord[-1].weight, std=0.1)
+    model = nontrivial_definet(cutoff=settings.cutoff, num_layers=2)
     g = structure_to_graph(structure, settings)
     with torch.no_grad():
         out = model(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g)).numpy()

@@ -69,12 +69,13 @@ def neighbor_edges(structure: Structure, settings: GraphSettings) -> tuple[np.nd
     # rank of each edge among its centre's edges (edges sorted by centre, then distance)
     starts = np.searchsorted(centers, centers, side="left")
     rank = np.arange(len(centers)) - starts
-    keep = rank < settings.max_neighbors
     if settings.whole_shells:
         last_kept = np.full(len(structure), np.inf)  # centres under the cap keep everything
         at_cap = rank == settings.max_neighbors - 1
         last_kept[centers[at_cap]] = dists[at_cap]
         keep = dists <= last_kept[centers] + SHELL_TOLERANCE
+    else:
+        keep = rank < settings.max_neighbors
     edge_index = np.stack([neighbors[keep], centers[keep]]).astype(np.int64)
     return edge_index, np.round(images[keep]).astype(np.int64)
 
