@@ -35,6 +35,7 @@ from definet.checkpoint import (
     routed_payload,
     save_atomic,
 )
+from definet.data.graphs import GraphSettings
 from definet.nn.definet import DefiNetConfig
 from definet.predict import DEFAULT_CHECKPOINT
 from definet.train import read_config_settings
@@ -120,6 +121,20 @@ def architecture_text(members: list[list[DefiNetConfig]]) -> str:
     if len(set(texts)) == 1:
         return texts[0]
     return "; ".join(f"member {k}: {t}" for k, t in enumerate(texts, 1))
+
+
+def graph_text(served: GraphSettings, trained_on: list[GraphSettings]) -> str:
+    """The graphs the file is served, and how members trained on other ones take theirs."""
+    text = f"graph cutoff {served.cutoff} A with at most {served.max_neighbors} neighbours" + (
+        " (whole shells)" if served.whole_shells else ""
+    )
+    capped = sum(own != served for own in trained_on)
+    if capped:
+        text += (
+            f"; {capped} of the {len(trained_on)} DefiNets were trained on the plain cap and take "
+            "the nearest of each atom's edges up to it"
+        )
+    return text
 
 
 def guard_text(limit: float | None) -> str:
@@ -215,6 +230,7 @@ def main() -> None:
     model.config.max_displacement = args.max_displacement
     payload = model_payload(model, graph, metadata=meta)
     architectures = [[model.config]]
+    trained_on = [graph]
     if args.high_density:
         if len(args.high_density) == 1:
             high, high_graph, high_meta = load_model(args.high_density[0])
@@ -232,6 +248,7 @@ def main() -> None:
             )
         ]
         architectures.append([DefiNetConfig(**m["model_config"]) for m in high_members])
+        trained_on += [GraphSettings(**m["graph_settings"]) for m in high_members]
         hosts, elements = set(meta["hosts"]), set(meta["elements"])
         for card in high_cards:
             hosts |= set(card["hosts"])
@@ -310,8 +327,8 @@ def main() -> None:
 - **Data**: {args.data}.
 - **Split**: {args.split}.
 - **Architecture**: DefiNet, {architecture_text(architectures)},
-  graph cutoff {graph.cutoff} A with at most
-  {graph.max_neighbors} neighbours{" (whole shells)" if graph.whole_shells else ""}; {card["n_parameters"]:,} parameters in all.
+  {graph_text(GraphSettings(**payload["graph_settings"]), trained_on)};
+  {card["n_parameters"]:,} parameters in all.
 {training}
 - **Guard**: {guard_text(args.max_displacement)}
 - **Checkpoint sha256**: `{card["checkpoint_sha256"]}`

@@ -11,7 +11,13 @@ from typing import Any
 import torch
 
 from definet.data.graphs import GraphSettings
-from definet.nn import DefiNet, DefiNetConfig, DensityRoutedDefiNet, EnsembleDefiNet
+from definet.nn import (
+    DefiNet,
+    DefiNetConfig,
+    DensityRoutedDefiNet,
+    EnsembleDefiNet,
+    NeighbourCapped,
+)
 
 FORMAT_VERSION = 1
 #: ``kind`` of a checkpoint holding several models routed by defect density.
@@ -55,17 +61,28 @@ def model_payload(
     }
 
 
-def _shared_graph_settings(members: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    """The graph settings every member payload shares (one graph serves them all)."""
+def _serving_graph_settings(members: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The graph settings that serve every member payload (one graph per structure): their own
+    where they share them, else the widest, from which each member takes its nearest edges
+    (:meth:`GraphSettings.cap_within`)."""
     settings = [m["graph_settings"] for m in members]
-    if any(s != settings[0] for s in settings):
-        raise CheckpointError(f"members of {kind} checkpoint differ in graph settings: {settings}")
-    return settings[0]
+    for candidate in settings:
+        served = GraphSettings(**candidate)
+        try:
+            for own in settings:
+                GraphSettings(**own).cap_within(served)
+        except ValueError:
+            continue
+        return candidate
+    raise CheckpointError(
+        f"members of {kind} checkpoint differ in graph settings and no one graph serves them "
+        f"all (same cutoff needed; whole shells only where all share them): {settings}"
+    )
 
 
 def ensemble_payload(members: list[dict[str, Any]], metadata: dict | None = None) -> dict[str, Any]:
     """One checkpoint of several :func:`model_payload` dicts, averaged by :class:`EnsembleDefiNet`."""
-    settings = _shared_graph_settings(members, "an ensemble")
+    settings = _serving_graph_settings(members, "an ensemble")
     EnsembleDefiNet([_definet_from_payload(m) for m in members])  # checks member count, embeddings
     return {
         "format_version": FORMAT_VERSION,
@@ -119,10 +136,10 @@ def routed_payload(
     """One checkpoint of several model payloads, served by :class:`DensityRoutedDefiNet`.
 
     ``members`` are :func:`model_payload` (or :func:`ensemble_payload`) dicts from the lowest to
-    the highest defect density; they must share graph settings (one graph per structure serves
-    every member).
+    the highest defect density; one graph per structure serves every member
+    (:func:`_serving_graph_settings`).
     """
-    settings = _shared_graph_settings(members, "a routed")
+    settings = _serving_graph_settings(members, "a routed")
     DensityRoutedDefiNet(  # checks member count against bounds, ascending bounds
         [_definet_from_payload(m) for m in members], max_defect_fraction
     )
@@ -155,13 +172,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def _definet_from_payload(payload: dict[str, Any]) -> DefiNet | EnsembleDefiNet:
-    """A DefiNet, or the ensemble of an :func:`ensemble_payload`, with its weights."""
+def _definet_from_payload(
+    payload: dict[str, Any], served: GraphSettings | None = None
+) -> DefiNet | EnsembleDefiNet | NeighbourCapped:
+    """A DefiNet, or the ensemble of an :func:`ensemble_payload`, with its weights; capped to
+    its own neighbours when ``served`` graphs keep more (:func:`serve_on`)."""
+    own = GraphSettings(**payload["graph_settings"])
     if payload.get("kind") == ENSEMBLE_KIND:
-        return EnsembleDefiNet([_definet_from_payload(m) for m in payload["members"]])
-    model = DefiNet(DefiNetConfig(**payload["model_config"]))
-    model.load_state_dict(payload.get("ema_state_dict") or payload["state_dict"])
-    return model
+        model = EnsembleDefiNet([_definet_from_payload(m, own) for m in payload["members"]])
+    else:
+        model = DefiNet(DefiNetConfig(**payload["model_config"]))
+        model.load_state_dict(payload.get("ema_state_dict") or payload["state_dict"])
+    return model if served is None else serve_on(model, own, served)
+
+
+def serve_on(model: torch.nn.Module, own: GraphSettings, served: GraphSettings) -> torch.nn.Module:
+    """``model`` (trained on ``own`` graphs) as it runs on graphs built with ``served``: itself,
+    or capped to its own nearest neighbours. Raises ValueError when ``served`` cannot serve it."""
+    cap = own.cap_within(served)
+    return model if cap is None else NeighbourCapped(model, cap)
 
 
 def load_model(
@@ -174,7 +203,7 @@ def load_model(
         graph = GraphSettings(**payload["graph_settings"])
         if payload.get("kind") == ROUTED_KIND:
             model = DensityRoutedDefiNet(
-                [_definet_from_payload(m) for m in payload["members"]],
+                [_definet_from_payload(m, graph) for m in payload["members"]],
                 payload["max_defect_fraction"],
             )
         else:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from definet.checkpoint import load_averaged
+from definet.checkpoint import load_averaged, serve_on
 from definet.data.augment import host_site_elements, shuffle_defects
 from definet.data.graphs import GraphSettings
 from definet.data.markers import VACANCY
@@ -32,17 +32,19 @@ def load_teacher(paths: str | Path | Sequence[str | Path], graph: GraphSettings)
     Raises
     ------
     ValueError
-        When the teacher was trained on other graph settings than ``graph`` (the student's).
+        When the teacher cannot run on the student's graphs (``graph``): it was trained on
+        another cutoff or on more neighbours (:meth:`GraphSettings.cap_within`).
     """
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     model, settings, _ = load_averaged(paths)
-    if settings != graph:
+    try:
+        return serve_on(model, settings, graph)
+    except ValueError as exc:
         others = f" (as are the other {len(paths) - 1} teacher files)" if len(paths) > 1 else ""
         raise ValueError(
             f"teacher {paths[0]}: trained on graph settings {settings.as_dict()}{others}, the "
-            f"student on {graph.as_dict()}; they must be the same"
-        )
-    return model
+            f"student on {graph.as_dict()}; the student's graphs must contain the teacher's"
+        ) from exc
 
 
 def teacher_labelled(

@@ -167,9 +167,11 @@ def structures():
     return [marked(6, 1), marked(3, 2), marked(6, 3)]
 
 
-def run(model: torch.nn.Module, structures: list[Structure]) -> list[np.ndarray]:
+def run(
+    model: torch.nn.Module, structures: list[Structure], settings: GraphSettings = SMALL_GRAPH
+) -> list[np.ndarray]:
     """Each structure's predicted coordinates, from one batch of all of them."""
-    batch = Batch.from_data_list([structure_to_graph(s, SMALL_GRAPH) for s in structures])
+    batch = Batch.from_data_list([structure_to_graph(s, settings) for s in structures])
     with torch.no_grad():
         out = predict_batch(model, batch)
     return [out[batch.batch == i].numpy() for i in range(len(structures))]

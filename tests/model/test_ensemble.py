@@ -63,6 +63,36 @@ def test_routed_ensemble_checkpoint_round_trip(tmp_path: Path, structures) -> No
     assert len(predicted) == len(structures)
 
 
+def test_members_on_other_graphs_share_the_widest(tmp_path: Path, structures) -> None:
+    """A member trained on whole shells joins members trained on the plain cap: the file is
+    served whole-shell graphs, of which the others take their first 9 edges per atom."""
+    low, plain, shells = member(0), member(1), member(2)
+    capped = GraphSettings(cutoff=4.0, max_neighbors=9)  # cuts the 3.19 A shell of MoS2
+    whole = GraphSettings(cutoff=4.0, max_neighbors=9, whole_shells=True)
+    ensemble = ensemble_payload([model_payload(plain, capped), model_payload(shells, whole)])
+    path = save_atomic(
+        routed_payload([model_payload(low, capped), ensemble], [0.03]), tmp_path / "mixed.pt"
+    )
+    model, settings, _ = load_model(path)
+    assert settings == whole
+    # each member on its own graphs; the graphs differ enough to change every member's output
+    alone = {"low": run(low, structures, capped), "plain": run(plain, structures, capped)}
+    alone["shells"] = run(shells, structures, whole)
+    assert np.abs(run(shells, structures, capped)[1] - alone["shells"][1]).max() > 1e-4
+    assert np.abs(run(plain, structures, whole)[1] - alone["plain"][1]).max() > 1e-4
+    assert np.abs(run(low, structures, whole)[0] - alone["low"][0]).max() > 1e-4
+    got = run(model, structures, whole)
+    for k in (0, 2):  # low density: the first member
+        np.testing.assert_allclose(got[k], alone["low"][k], atol=1e-6)
+    mean = (alone["plain"][1] + alone["shells"][1]) / 2
+    np.testing.assert_allclose(got[1], mean, atol=1e-6)
+    # members no single graph serves are refused
+    with pytest.raises(CheckpointError, match="no one graph serves them all"):
+        ensemble_payload(  # 12 neighbours are more than whole shells of 9 guarantee
+            [model_payload(shells, whole), model_payload(plain, SETTINGS)]
+        )
+
+
 def test_ensemble_refuses_bad_members(tmp_path: Path) -> None:
     a, b = member(1), member(2)
     with pytest.raises(ValueError, match="at least 2 members"):

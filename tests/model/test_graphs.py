@@ -9,6 +9,7 @@ from pymatgen.core import Structure
 
 from definet.data.graphs import GraphSettings, edge_shifts, neighbor_edges, structure_to_graph
 from definet.data.markers import mark_defects, pristine_supercell
+from definet.nn.capped import first_edges_per_target
 
 from .conftest import mos2_unit_cell, nontrivial_definet
 
@@ -39,6 +40,45 @@ def test_whole_shells_keep_the_shell_the_cap_falls_in(pristine) -> None:
     # a cap that falls between shells keeps exactly as many either way
     between = GraphSettings(cutoff=3.5, max_neighbors=6, whole_shells=True)
     assert neighbours_per_element(pristine, between)["Mo"] == {6}
+
+
+def test_a_smaller_cap_is_the_first_edges_of_each_centre(pristine) -> None:
+    """What lets a model trained on a smaller cap run on graphs that keep more."""
+    wide = structure_to_graph(pristine, WHOLE)
+    keep = first_edges_per_target(wide.edge_index[1], CAPPED.max_neighbors)
+    capped = structure_to_graph(pristine, CAPPED)
+    assert int(keep.sum()) < keep.numel()  # whole shells did keep more
+    assert torch.equal(wide.edge_index[:, keep], capped.edge_index)
+    assert torch.equal(wide.edge_image[keep], capped.edge_image)
+
+
+@pytest.mark.parametrize(
+    ("own", "served", "cap"),
+    [
+        (CAPPED, CAPPED, None),
+        (WHOLE, WHOLE, None),
+        (CAPPED, WHOLE, 9),
+        (CAPPED, GraphSettings(cutoff=3.5, max_neighbors=20), 9),
+    ],
+)
+def test_cap_within_wider_graphs(own: GraphSettings, served: GraphSettings, cap) -> None:
+    assert own.cap_within(served) == cap
+
+
+@pytest.mark.parametrize(
+    ("own", "served"),
+    [
+        (WHOLE, CAPPED),  # whole shells need their own graphs
+        (WHOLE, GraphSettings(cutoff=3.5, max_neighbors=20)),
+        (CAPPED, GraphSettings(cutoff=4.0, max_neighbors=9)),  # another cutoff
+        (GraphSettings(cutoff=3.5, max_neighbors=12), WHOLE),  # fewer neighbours served
+    ],
+)
+def test_cap_within_refuses_graphs_that_lack_the_models(
+    own: GraphSettings, served: GraphSettings
+) -> None:
+    with pytest.raises(ValueError, match="cannot take its edges from graphs built with"):
+        own.cap_within(served)
 
 
 def test_whole_shells_only_in_settings_when_on() -> None:

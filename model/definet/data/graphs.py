@@ -50,13 +50,40 @@ class GraphSettings:
             del settings["whole_shells"]
         return settings
 
+    def cap_within(self, served: GraphSettings) -> int | None:
+        """How a model trained on these settings takes its edges from graphs built with
+        ``served``: ``None`` when they are the same graphs, else the number of nearest edges
+        per centre to keep (:class:`definet.nn.NeighbourCapped`).
+
+        Raises
+        ------
+        ValueError
+            When ``served`` graphs do not start with these: another cutoff, a smaller cap, or
+            these keep whole shells and ``served`` does not keep the same ones.
+        """
+        if served == self:
+            return None
+        if (
+            served.cutoff == self.cutoff
+            and served.max_neighbors >= self.max_neighbors
+            and not self.whole_shells
+        ):
+            return self.max_neighbors
+        raise ValueError(
+            f"a model trained on graph settings {self.as_dict()} cannot take its edges from "
+            f"graphs built with {served.as_dict()} (same cutoff and at least as many neighbours "
+            "needed; whole shells only from the same settings)"
+        )
+
 
 def neighbor_edges(structure: Structure, settings: GraphSettings) -> tuple[np.ndarray, np.ndarray]:
     """Edges ``j -> i`` within the cutoff, at most ``max_neighbors`` nearest per centre (more
     where ``whole_shells`` keeps the rest of the shell the cap falls in).
 
     Returns ``edge_index`` (2, E) as ``[source j, target i]`` and the integer periodic image
-    (E, 3) of the source: ``r_ij = pos[j] + image @ cell - pos[i]``.
+    (E, 3) of the source: ``r_ij = pos[j] + image @ cell - pos[i]``. Edges are grouped by
+    centre, nearest first, so the graph of a smaller cap is the first edges of each centre
+    (:meth:`GraphSettings.cap_within`).
     """
     centers, neighbors, images, dists = structure.get_neighbor_list(settings.cutoff)
     order = np.lexsort((dists, centers))
