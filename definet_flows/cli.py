@@ -119,7 +119,9 @@ def ensemble(
 ) -> None:
     """Average several DefiNets: one checkpoint whose prediction is the mean of theirs.
 
-    Use it wherever a checkpoint goes (evaluate, predict, validate, Predictor).
+    Use it wherever a checkpoint goes (evaluate, predict, validate, Predictor). Members must
+    share the graph cutoff; where their neighbour caps differ, the file is served the widest
+    graph and each member takes its own nearest edges of it.
     """
     from definet.checkpoint import ensemble_from_files, file_sha256, save_atomic
 
