@@ -71,15 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.data_root.exists():
         parser.error(f"--data-root {args.data_root}: not found (the DefiNet dataset)")
-    from definet.checkpoint import read_checkpoint
+    from definet.checkpoint import load_averaged
     from definet.data.dataset import load_split
-    from definet.data.graphs import GraphSettings
     from definet.distill import load_teacher
     from definet.train import predicted_coordinates
 
-    settings = GraphSettings(**read_checkpoint(args.reference[0])["graph_settings"])
+    reference_model, settings, _ = load_averaged(args.reference)  # the graph that serves them
     graphs = load_split(args.data_root, args.split, settings, hosts=args.host, progress=False)
-    reference = predicted_coordinates(load_teacher(args.reference, settings), graphs)
+    reference = predicted_coordinates(reference_model, graphs)
     models = {
         path: predicted_coordinates(load_teacher(path, settings), graphs)
         for path in args.checkpoint
