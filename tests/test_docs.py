@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from pathlib import Path
@@ -31,8 +32,9 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
+@functools.cache
 def anchors(path: Path) -> set[str]:
-    """Anchors of every heading of a markdown file."""
+    """Anchors of every heading of a markdown file (read once per file)."""
     lines = path.read_text().splitlines()
     return {github_anchor(line.lstrip("#")) for line in lines if line.startswith("#")}
 
