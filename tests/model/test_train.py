@@ -383,7 +383,9 @@ def test_prediction_switches_to_eval_mode_only_once(monkeypatch) -> None:
     calls = []
     real_train = torch.nn.Module.train
     monkeypatch.setattr(
-        torch.nn.Module, "train", lambda self, mode=True: calls.append(mode) or real_train(self, mode)
+        torch.nn.Module,
+        "train",
+        lambda self, mode=True: calls.append(mode) or real_train(self, mode),
     )
     again = predicted_coordinates(model, batch, batch_size=2)
     assert calls == []
