@@ -35,11 +35,16 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_atomic(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write through a temporary file so a kill never leaves a half-written checkpoint."""
+    """Write through a temporary file so a kill never leaves a half-written checkpoint.
+
+    Through a file object, so that the archive is named the same whatever the temporary file is
+    called (torch names it after the file): the same payload gives the same bytes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # writers never collide
-    torch.save(payload, tmp)
+    with tmp.open("wb") as handle:
+        torch.save(payload, handle)
     tmp.replace(path)
     return path
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from definet.checkpoint import CheckpointError, load_model, read_checkpoint
+from definet.checkpoint import CheckpointError, load_model, read_checkpoint, save_atomic
 from definet.data.graphs import GraphSettings, structure_to_graph
 from definet.data.markers import VACANCY, mark_defects, pristine_supercell
 from definet.nn import DefiNetConfig
@@ -390,3 +390,14 @@ def test_prediction_switches_to_eval_mode_only_once(monkeypatch) -> None:
     again = predicted_coordinates(model, batch, batch_size=2)
     assert calls == []
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_the_same_payload_saves_to_the_same_bytes(tmp_path: Path) -> None:
+    """A shipped file's sha256 names its content, not the temporary file it went through."""
+    payload = {"weights": torch.arange(6.0).reshape(2, 3), "meta": {"name": "x"}}
+    first = save_atomic(payload, tmp_path / "a" / "model.pt").read_bytes()
+    second = save_atomic(payload, tmp_path / "b" / "model.pt").read_bytes()
+    assert first == second
+    assert torch.equal(
+        torch.load(tmp_path / "a" / "model.pt", weights_only=True)["weights"], payload["weights"]
+    )
