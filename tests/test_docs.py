@@ -32,11 +32,22 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
+def heading_anchors(text: str) -> set[str]:
+    """Anchors of every heading of markdown ``text``; ``#`` lines inside fenced code are not
+    headings."""
+    found, fenced = set(), False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif line.startswith("#") and not fenced:
+            found.add(github_anchor(line.lstrip("#")))
+    return found
+
+
 @functools.cache
 def anchors(path: Path) -> set[str]:
     """Anchors of every heading of a markdown file (read once per file)."""
-    lines = path.read_text().splitlines()
-    return {github_anchor(line.lstrip("#")) for line in lines if line.startswith("#")}
+    return heading_anchors(path.read_text())
 
 
 def expand_braces(text: str) -> list[str]:
@@ -90,6 +101,7 @@ def test_helpers() -> None:
     text = "see `experiments/a.yaml` and workflows/train/b{,-c}.yaml, not runs/x.pt or /opt/model/y"
     assert PATH.findall(text) == ["experiments/a.yaml", "workflows/train/b{,-c}.yaml,"]
     assert github_anchor(" The model package (`model/definet`)") == "the-model-package-modeldefinet"
+    assert heading_anchors("# Top\n```bash\n# a comment\n```\n## Next one\n") == {"top", "next-one"}
     assert expand_braces("a/{b,c}/d{,-e}.yaml") == [
         "a/b/d.yaml",
         "a/b/d-e.yaml",
