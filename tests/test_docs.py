@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [
@@ -33,15 +34,14 @@ def github_anchor(heading: str) -> str:
 
 
 def heading_anchors(text: str) -> set[str]:
-    """Anchors of every heading of markdown ``text``; ``#`` lines inside fenced code are not
-    headings."""
-    found, fenced = set(), False
-    for line in text.splitlines():
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-        elif line.startswith("#") and not fenced:
-            found.add(github_anchor(line.lstrip("#")))
-    return found
+    """Anchors of every heading of markdown ``text``, as a CommonMark parser finds them (so
+    ``#`` lines inside code blocks are not headings)."""
+    tokens = MarkdownIt("commonmark").parse(text)
+    return {
+        github_anchor(tokens[i + 1].content)
+        for i, token in enumerate(tokens)
+        if token.type == "heading_open"
+    }
 
 
 @functools.cache
