@@ -51,6 +51,12 @@ def main() -> None:
     parser.add_argument("--graphs", required=True, type=Path)
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--deadline", required=True, type=float, help="epoch seconds")
+    parser.add_argument(
+        "--keep-config-steps",
+        action="store_true",
+        help="train the config's max_steps (and its val/checkpoint cadence) when they fit before "
+        "the deadline, else as many as fit; without it the deadline alone sets the steps",
+    )
     args = parser.parse_args()
     with np.load(args.graphs) as packed:
         packed = dict(packed)
@@ -65,13 +71,15 @@ def main() -> None:
             f"--deadline leaves {left:.0f} s after the probe: {steps} steps of "
             f"{1000 * step_s:.0f} ms; give it more time"
         )
+    keep = args.keep_config_steps and steps >= config.max_steps
+    steps = config.max_steps if keep else steps
     epochs_needed = math.ceil(steps / math.ceil(len(train) / config.batch_size))
     config = replace(
         config,
         max_steps=steps,
         epochs=max(config.epochs, epochs_needed),  # the deadline sets the length, not `epochs`
-        val_every=max(50, steps // 8),
-        checkpoint_every=max(100, steps // 4),
+        val_every=config.val_every if keep else max(50, steps // 8),
+        checkpoint_every=config.checkpoint_every if keep else max(100, steps // 4),
         max_hours=left / 3600,
     )
     print(f"{1000 * step_s:.1f} ms/step -> max_steps {steps} in {left:.0f} s", flush=True)

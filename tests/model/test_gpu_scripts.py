@@ -119,3 +119,30 @@ def test_a_deadline_too_close_is_refused(tiny_dataset: Path, tmp_path: Path, mon
     with pytest.raises(SystemExit, match="give it more time"):
         load_script("train_on_device").main()
     assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_keep_config_steps_trains_the_config_schedule_when_it_fits(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    pack_graphs = load_script("pack_graphs")
+    graphs = load_split(
+        tiny_dataset, "train", GraphSettings(4.0, 12), cache_dir=tmp_path, progress=False
+    )
+    np.savez_compressed(
+        tmp_path / "g.npz", **pack_graphs.pack(graphs, "train"), **pack_graphs.pack(graphs, "val")
+    )
+    config = tmp_path / "config.yaml"
+    settings = {"model": {"hidden": 8, "num_layers": 1, "num_rbf": 8, "cutoff": 4.0}}
+    settings |= {"graph": {"cutoff": 4.0, "max_neighbors": 12}, "batch_size": 2}
+    settings |= {"schedule": "cosine", "max_steps": 70, "val_every": 35, "checkpoint_every": 7}
+    config.write_text(yaml.safe_dump(settings | {"device": "cpu", "threads": 1}))
+    out_dir = tmp_path / "run"
+    args = ["--config", str(config), "--graphs", str(tmp_path / "g.npz"), "--keep-config-steps"]
+    args += ["--out-dir", str(out_dir), "--deadline", str(time.time() + 120)]
+    monkeypatch.setattr(sys, "argv", ["train_on_device", *args])
+    load_script("train_on_device").main()
+    chosen = yaml.safe_load((out_dir / "config.yaml").read_text())
+    # the deadline would allow far more steps; the flag keeps the config's schedule and cadence
+    assert (chosen["max_steps"], chosen["val_every"], chosen["checkpoint_every"]) == (70, 35, 7)
+    trained = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in trained if r["event"] == "val"] == [35, 70]
