@@ -146,3 +146,31 @@ def test_keep_config_steps_trains_the_config_schedule_when_it_fits(
     assert (chosen["max_steps"], chosen["val_every"], chosen["checkpoint_every"]) == (70, 35, 7)
     trained = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in trained if r["event"] == "val"] == [35, 70]
+
+
+def test_travel_light_keeps_checkpoints_out_and_puts_them_back(tmp_path: Path) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True
+        ).stdout
+
+    git("init", "-q")
+    for name in ("checkpoints/a/best.pt", "model/definet/weights/definet-default.pt", "keep.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x" * 100)
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    script = str(GPU_SCRIPTS / "travel_light.sh")
+
+    def travelling() -> set[str]:
+        return set(git("ls-files").split()) | set(
+            git("ls-files", "--others", "--exclude-standard").split()
+        )
+
+    subprocess.run(["bash", script, "on"], cwd=tmp_path, check=True, capture_output=True)
+    assert travelling() == {"keep.py"}
+    assert (tmp_path / "checkpoints/a/best.pt").exists()  # files stay where they are
+    subprocess.run(["bash", script, "off"], cwd=tmp_path, check=True, capture_output=True)
+    assert len(travelling()) == 3
+    assert git("status", "--porcelain") == ""
+    assert "checkpoints" not in (tmp_path / ".git/info/exclude").read_text()
