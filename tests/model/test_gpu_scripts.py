@@ -39,6 +39,15 @@ def load_script(name: str):
     return module
 
 
+def pack_tiny_graphs(tiny_dataset: Path, out: Path) -> None:
+    """The tiny dataset's train graphs packed as both splits into ``out``."""
+    pack_graphs = load_script("pack_graphs")
+    graphs = load_split(
+        tiny_dataset, "train", GraphSettings(4.0, 12), cache_dir=out.parent, progress=False
+    )
+    np.savez_compressed(out, **pack_graphs.pack(graphs, "train"), **pack_graphs.pack(graphs, "val"))
+
+
 def test_packed_graphs_come_back_equal(tiny_dataset: Path, tmp_path: Path) -> None:
     pack_graphs = load_script("pack_graphs")
     graphs = load_split(
@@ -96,13 +105,7 @@ def test_deadline_run_sets_steps_and_trains(
 
 
 def test_a_deadline_too_close_is_refused(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
-    pack_graphs = load_script("pack_graphs")
-    graphs = load_split(
-        tiny_dataset, "train", GraphSettings(4.0, 12), cache_dir=tmp_path, progress=False
-    )
-    np.savez_compressed(
-        tmp_path / "g.npz", **pack_graphs.pack(graphs, "train"), **pack_graphs.pack(graphs, "val")
-    )
+    pack_tiny_graphs(tiny_dataset, tmp_path / "g.npz")
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -124,13 +127,7 @@ def test_a_deadline_too_close_is_refused(tiny_dataset: Path, tmp_path: Path, mon
 def test_keep_config_steps_trains_the_config_schedule_when_it_fits(
     tiny_dataset: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    pack_graphs = load_script("pack_graphs")
-    graphs = load_split(
-        tiny_dataset, "train", GraphSettings(4.0, 12), cache_dir=tmp_path, progress=False
-    )
-    np.savez_compressed(
-        tmp_path / "g.npz", **pack_graphs.pack(graphs, "train"), **pack_graphs.pack(graphs, "val")
-    )
+    pack_tiny_graphs(tiny_dataset, tmp_path / "g.npz")
     config = tmp_path / "config.yaml"
     settings = {"model": {"hidden": 8, "num_layers": 1, "num_rbf": 8, "cutoff": 4.0}}
     settings |= {"graph": {"cutoff": 4.0, "max_neighbors": 12}, "batch_size": 2}
