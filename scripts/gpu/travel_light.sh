@@ -1,5 +1,5 @@
 #!/bin/bash
-# Keep the tracked checkpoints (about 300 MB) out of a GPU call's working tree (at most 64 MiB):
+# Keep the tracked checkpoints and shipped weights (about 300 MB) out of a GPU call's working tree (at most 64 MiB):
 #   bash scripts/gpu/travel_light.sh on    # before the call: untrack them in the index, ignore them
 #   bash scripts/gpu/travel_light.sh off   # after it: the index and ignore list as they were
 # Nothing is committed and no file is touched; only the index and .git/info/exclude change.
