@@ -145,29 +145,48 @@ def test_keep_config_steps_trains_the_config_schedule_when_it_fits(
     assert [r["step"] for r in trained if r["event"] == "val"] == [35, 70]
 
 
-def test_travel_light_keeps_checkpoints_out_and_puts_them_back(tmp_path: Path) -> None:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True
-        ).stdout
+TRAVEL_LIGHT = str(GPU_SCRIPTS / "travel_light.sh")
 
-    git("init", "-q")
+
+def git_in(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def committed_repo(repo: Path) -> None:
+    """A git repository with checkpoints, the shipped weights and one other file committed."""
+    git_in(repo, "init", "-q")
     for name in ("checkpoints/a/best.pt", "model/definet/weights/definet-default.pt", "keep.py"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"x" * 100)
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
-    script = str(GPU_SCRIPTS / "travel_light.sh")
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(b"x" * 100)
+    git_in(repo, "add", ".")
+    git_in(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+
+
+def test_travel_light_keeps_checkpoints_out_and_puts_them_back(tmp_path: Path) -> None:
+    committed_repo(tmp_path)
 
     def travelling() -> set[str]:
-        return set(git("ls-files").split()) | set(
-            git("ls-files", "--others", "--exclude-standard").split()
+        return set(git_in(tmp_path, "ls-files").split()) | set(
+            git_in(tmp_path, "ls-files", "--others", "--exclude-standard").split()
         )
 
-    subprocess.run(["bash", script, "on"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["bash", TRAVEL_LIGHT, "on"], cwd=tmp_path, check=True, capture_output=True)
     assert travelling() == {"keep.py"}
     assert (tmp_path / "checkpoints/a/best.pt").exists()  # files stay where they are
-    subprocess.run(["bash", script, "off"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["bash", TRAVEL_LIGHT, "off"], cwd=tmp_path, check=True, capture_output=True)
     assert len(travelling()) == 3
-    assert git("status", "--porcelain") == ""
+    assert git_in(tmp_path, "status", "--porcelain") == ""
     assert "checkpoints" not in (tmp_path / ".git/info/exclude").read_text()
+
+
+def test_travel_light_twice_on_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    committed_repo(tmp_path)
+    subprocess.run(["bash", TRAVEL_LIGHT, "on"], cwd=tmp_path, check=True, capture_output=True)
+    exclude = (tmp_path / ".git/info/exclude").read_text()
+    again = subprocess.run(
+        ["bash", TRAVEL_LIGHT, "on"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert again.returncode == 1 and "already on" in again.stderr
+    assert (tmp_path / ".git/info/exclude").read_text() == exclude
