@@ -10,31 +10,15 @@ import os
 import sys
 from functools import wraps
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from definet_flows.cli_options import (
-    BatchSizeOpt,
-    CheckpointOpt,
-    DefectCountOpt,
-    DopantOpt,
-    EngineOpt,
-    EngineSettingsOpt,
-    FmaxOpt,
-    ForceFieldOpt,
-    HostOpt,
-    MaxStepsOpt,
-    MinLengthOpt,
-    NOpt,
-    SeedOpt,
-    SpecOpt,
-    StoreOpt,
-    SupercellOpt,
-    VacanciesOpt,
-    spec_from_command,
-)
+from definet_flows.cli_options import with_spec_options
+
+if TYPE_CHECKING:
+    from definet_flows.spec import ValidationSpec
 
 app = typer.Typer(
     help="DefiNet: relaxed point-defect structures in one pass, proven with DFT.",
@@ -220,24 +204,9 @@ def _summary_table(summary: dict):
 
 @app.command()
 @friendly_errors
+@with_spec_options
 def validate(
-    spec: SpecOpt = None,
-    host: HostOpt = None,
-    supercell: SupercellOpt = None,
-    min_length: MinLengthOpt = None,
-    n: NOpt = None,
-    vacancies: VacanciesOpt = None,
-    dopant: DopantOpt = None,
-    defect_count: DefectCountOpt = None,
-    seed: SeedOpt = None,
-    engine: EngineOpt = None,
-    force_field: ForceFieldOpt = None,
-    fmax: FmaxOpt = None,
-    max_steps: MaxStepsOpt = None,
-    engine_settings: EngineSettingsOpt = None,
-    checkpoint: CheckpointOpt = None,
-    batch_size: BatchSizeOpt = None,
-    store: StoreOpt = None,
+    spec: ValidationSpec,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the summary here")] = None,
     retry_failed: Annotated[bool, typer.Option(help="rerun defects stored as failed")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
@@ -248,8 +217,7 @@ def validate(
     """
     from definet_flows.validation import run_validation
 
-    run_spec = spec_from_command(locals())
-    summary = run_validation(run_spec, progress=not quiet, retry_failed=retry_failed)
+    summary = run_validation(spec, progress=not quiet, retry_failed=retry_failed)
     Console().print(_summary_table(summary))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

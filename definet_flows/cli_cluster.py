@@ -13,31 +13,12 @@ import typer
 from rich.console import Console
 
 from definet_flows.cli import app, console, friendly_errors
-from definet_flows.cli_options import (
-    BatchSizeOpt,
-    CheckEngineOpt,
-    CheckpointOpt,
-    DefectCountOpt,
-    DopantOpt,
-    DryRunOpt,
-    EngineOpt,
-    EngineSettingsOpt,
-    FmaxOpt,
-    ForceFieldOpt,
-    HostOpt,
-    MaxStepsOpt,
-    MinLengthOpt,
-    NOpt,
-    SeedOpt,
-    SpecOpt,
-    StoreOpt,
-    SupercellOpt,
-    VacanciesOpt,
-    spec_from_command,
-)
+from definet_flows.cli_options import CheckEngineOpt, DryRunOpt, with_spec_options
 
 if TYPE_CHECKING:
     from maggma.core import Store
+
+    from definet_flows.spec import ValidationSpec
 
 __all__ = ["fireworks_app", "results", "store_app"]
 
@@ -226,24 +207,9 @@ def store_init(store: StoreLocation = None, store_config: StoreConfig = None) ->
 
 @fireworks_app.command("submit")
 @friendly_errors
+@with_spec_options
 def fireworks_submit(
-    spec: SpecOpt = None,
-    host: HostOpt = None,
-    supercell: SupercellOpt = None,
-    min_length: MinLengthOpt = None,
-    n: NOpt = None,
-    vacancies: VacanciesOpt = None,
-    dopant: DopantOpt = None,
-    defect_count: DefectCountOpt = None,
-    seed: SeedOpt = None,
-    engine: EngineOpt = None,
-    force_field: ForceFieldOpt = None,
-    fmax: FmaxOpt = None,
-    max_steps: MaxStepsOpt = None,
-    engine_settings: EngineSettingsOpt = None,
-    checkpoint: CheckpointOpt = None,
-    batch_size: BatchSizeOpt = None,
-    store: StoreOpt = None,
+    spec: ValidationSpec,
     launchpad: Annotated[
         Path | None,
         typer.Option(help="my_launchpad.yaml (default: FireWorks' LAUNCHPAD_LOC)"),
@@ -261,9 +227,8 @@ def fireworks_submit(
     """Convert the validation flow to a FireWorks workflow and add it to a LaunchPad."""
     from definet_flows.submit import describe, submit_fireworks
 
-    the_spec = spec_from_command(locals())
     flow, ids = submit_fireworks(
-        the_spec,
+        spec,
         launchpad_file=launchpad,
         fworker=fworker,
         category=category,

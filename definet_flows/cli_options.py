@@ -7,9 +7,11 @@ options; options given with ``--spec`` override the file.
 
 from __future__ import annotations
 
+import functools
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -37,10 +39,11 @@ __all__ = [
     "SupercellOpt",
     "VacanciesOpt",
     "parse_counts",
-    "spec_from_command",
     "spec_from_options",
+    "with_spec_options",
 ]
 
+R = TypeVar("R")
 _SPEC = "Validation spec"
 SpecOpt = Annotated[
     Path | None,
@@ -135,23 +138,23 @@ def parse_counts(items: list[str] | None) -> dict[str, int] | None:
 
 
 def spec_from_options(
-    spec: Path | None = None,
-    host: str | None = None,
-    supercell: str | None = None,
-    min_length: float | None = None,
-    n: int | None = None,
-    vacancies: bool | None = None,
-    dopant: list[str] | None = None,
-    defect_count: list[str] | None = None,
-    seed: int | None = None,
-    engine: str | None = None,
-    force_field: str | None = None,
-    fmax: float | None = None,
-    max_steps: int | None = None,
-    engine_settings: str | None = None,
-    checkpoint: str | None = None,
-    batch_size: int | None = None,
-    store: str | None = None,
+    spec: SpecOpt = None,
+    host: HostOpt = None,
+    supercell: SupercellOpt = None,
+    min_length: MinLengthOpt = None,
+    n: NOpt = None,
+    vacancies: VacanciesOpt = None,
+    dopant: DopantOpt = None,
+    defect_count: DefectCountOpt = None,
+    seed: SeedOpt = None,
+    engine: EngineOpt = None,
+    force_field: ForceFieldOpt = None,
+    fmax: FmaxOpt = None,
+    max_steps: MaxStepsOpt = None,
+    engine_settings: EngineSettingsOpt = None,
+    checkpoint: CheckpointOpt = None,
+    batch_size: BatchSizeOpt = None,
+    store: StoreOpt = None,
 ) -> ValidationSpec:
     """Return the ValidationSpec of the command-line options (see :func:`submit.load_spec`).
 
@@ -190,7 +193,37 @@ def spec_from_options(
     return load_spec(spec, **options)
 
 
-def spec_from_command(values: dict[str, Any]) -> Any:
-    """:func:`spec_from_options` fed with the spec options found in a command's ``locals()``."""
-    names = inspect.signature(spec_from_options).parameters
-    return spec_from_options(**{name: values[name] for name in names if name in values})
+def with_spec_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Give a typer command the options of :func:`spec_from_options`, first in its help.
+
+    The command declares ``spec: ValidationSpec`` and its own options; it is called with the
+    spec the options describe (built before the command runs, so a bad option fails first).
+    """
+    own = inspect.signature(command)
+    if "spec" not in own.parameters:
+        raise TypeError(f"{command.__name__} must take the built spec as `spec`")
+    spec_params = _evaluated_parameters(spec_from_options)
+    own_params = _evaluated_parameters(command, drop="spec")
+    spec_names = [p.name for p in spec_params]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> R:
+        options = {name: kwargs.pop(name) for name in spec_names}
+        return command(spec=spec_from_options(**options), **kwargs)
+
+    parameters = spec_params + own_params
+    wrapper.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__  # typer must read the signature above, not the command's
+    return wrapper
+
+
+def _evaluated_parameters(func: Callable, drop: str | None = None) -> list[inspect.Parameter]:
+    """``func``'s parameters but ``drop``, string annotations evaluated as typer needs them."""
+    return [
+        p.replace(annotation=eval(p.annotation, func.__globals__))  # noqa: S307 - own source
+        if isinstance(p.annotation, str)
+        else p
+        for p in inspect.signature(func).parameters.values()
+        if p.name != drop
+    ]

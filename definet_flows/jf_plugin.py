@@ -16,32 +16,16 @@ runs before the flow is inserted; a failure prints one red line and inserts noth
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from definet_flows.cli_options import (
-    BatchSizeOpt,
-    CheckEngineOpt,
-    CheckpointOpt,
-    DefectCountOpt,
-    DopantOpt,
-    DryRunOpt,
-    EngineOpt,
-    EngineSettingsOpt,
-    FmaxOpt,
-    ForceFieldOpt,
-    HostOpt,
-    MaxStepsOpt,
-    MinLengthOpt,
-    NOpt,
-    SeedOpt,
-    SpecOpt,
-    StoreOpt,
-    SupercellOpt,
-    VacanciesOpt,
-    spec_from_command,
-)
+from definet_flows.cli_options import CheckEngineOpt, DryRunOpt, with_spec_options
+
+if TYPE_CHECKING:
+    from definet_flows.spec import ValidationSpec
 
 __all__ = ["setup_jf_plugin", "submit"]
 
@@ -49,24 +33,27 @@ COMMAND_NAME = "submit"
 _JFR = "jobflow-remote"
 
 
+def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """A failed check (SubmissionError) ends the command with one red line, jf's way."""
+
+    @wraps(command)
+    def wrapper(**kwargs) -> None:
+        from jobflow_remote.cli.utils import exit_with_error_msg
+
+        from definet_flows.submit import SubmissionError
+
+        try:
+            command(**kwargs)
+        except SubmissionError as exc:
+            exit_with_error_msg(f"Error: {exc}", soft_wrap=True)  # one line, never wrapped
+
+    return wrapper
+
+
+@_one_line_errors
+@with_spec_options
 def submit(
-    spec: SpecOpt = None,
-    host: HostOpt = None,
-    supercell: SupercellOpt = None,
-    min_length: MinLengthOpt = None,
-    n: NOpt = None,
-    vacancies: VacanciesOpt = None,
-    dopant: DopantOpt = None,
-    defect_count: DefectCountOpt = None,
-    seed: SeedOpt = None,
-    engine: EngineOpt = None,
-    force_field: ForceFieldOpt = None,
-    fmax: FmaxOpt = None,
-    max_steps: MaxStepsOpt = None,
-    engine_settings: EngineSettingsOpt = None,
-    checkpoint: CheckpointOpt = None,
-    batch_size: BatchSizeOpt = None,
-    store: StoreOpt = None,
+    spec: ValidationSpec,
     worker: Annotated[
         str | None,
         typer.Option(
@@ -108,30 +95,21 @@ def submit(
     dry_run: DryRunOpt = False,
 ) -> None:
     """Submit a DefiNet validation flow (spec file or options) to a jobflow-remote worker."""
-    from jobflow_remote.cli.utils import exit_with_error_msg, out_console, print_success_msg
+    from jobflow_remote.cli.utils import out_console, print_success_msg
 
-    from definet_flows.submit import (
-        SubmissionError,
-        describe,
-        parse_mapping,
-        submit_jobflow_remote,
+    from definet_flows.submit import describe, parse_mapping, submit_jobflow_remote
+
+    flow, ids = submit_jobflow_remote(
+        spec,
+        worker=worker,
+        project=project,
+        exec_config=exec_config,
+        resources=parse_mapping(resources, "resources"),
+        priority=priority,
+        jobstore=jobstore,
+        check_engine=check_engine,
+        dry_run=dry_run,
     )
-
-    try:
-        the_spec = spec_from_command(locals())
-        flow, ids = submit_jobflow_remote(
-            the_spec,
-            worker=worker,
-            project=project,
-            exec_config=exec_config,
-            resources=parse_mapping(resources, "resources"),
-            priority=priority,
-            jobstore=jobstore,
-            check_engine=check_engine,
-            dry_run=dry_run,
-        )
-    except SubmissionError as exc:
-        exit_with_error_msg(f"Error: {exc}", soft_wrap=True)  # one line, never wrapped
     out_console.print(describe(flow))
     if dry_run:
         print_success_msg("dry run: all checks passed, nothing submitted")
