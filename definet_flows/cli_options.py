@@ -1,8 +1,9 @@
-"""Typer options that describe a validation run, shared by the submit commands.
+"""Typer options that describe a validation run, declared once for every command that runs one.
 
-``jf flow submit`` (jobflow-remote plugin) and ``definet fireworks submit`` take either a
-spec file (``--spec``) or the fields of :class:`~definet_flows.spec.ValidationSpec` as
-options; options given with ``--spec`` override the file.
+``definet validate``, ``definet fireworks submit`` and ``jf flow submit`` (jobflow-remote
+plugin) take either a spec file (``--spec``) or the fields of
+:class:`~definet_flows.spec.ValidationSpec` as options; options given with ``--spec`` override
+the file. :func:`with_spec_options` adds them to a command, which receives the built spec.
 """
 
 from __future__ import annotations
