@@ -214,6 +214,7 @@ def with_spec_options(command: Callable[..., R]) -> Callable[..., R]:
 
     parameters = spec_params + own_params
     wrapper.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+    # evaluated: the command's own string annotations name types imported only for checking
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     del wrapper.__wrapped__  # typer must read the signature above, not the command's
     return wrapper
