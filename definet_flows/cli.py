@@ -51,6 +51,9 @@ def train(
     out_dir: Annotated[str | None, typer.Option(help="override out_dir of the config")] = None,
     init_from: Annotated[str | None, typer.Option(help="fine-tune from this checkpoint")] = None,
     skip_bad: Annotated[bool, typer.Option(help="skip unreadable pairs, report them")] = False,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="override threads of the config (torch CPU threads)")
+    ] = None,
     quiet: bool = False,
 ) -> None:
     """Train DefiNet (resumes from OUT_DIR/last.pt when it exists)."""
@@ -64,6 +67,8 @@ def train(
         cfg.out_dir = out_dir
     if init_from:
         cfg.init_from = init_from
+    if threads:
+        cfg.threads = threads
     cfg.skip_bad = cfg.skip_bad or skip_bad
     best = train_from_config(cfg, progress=not quiet)
     console.print(f"best checkpoint: {best}")

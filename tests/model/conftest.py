@@ -52,12 +52,20 @@ def relaxed_toward(
 
 
 def nontrivial_definet(
-    cutoff: float = 4.0, num_layers: int = 3, feature_norm: bool = False
+    cutoff: float = 4.0,
+    num_layers: int = 3,
+    feature_norm: bool = False,
+    tensor_channels: int = 0,
 ) -> DefiNet:
     """A small random float64 DefiNet (eval mode) whose coordinate heads move atoms."""
     torch.manual_seed(0)
     config = DefiNetConfig(
-        hidden=16, num_layers=num_layers, num_rbf=8, cutoff=cutoff, feature_norm=feature_norm
+        hidden=16,
+        num_layers=num_layers,
+        num_rbf=8,
+        cutoff=cutoff,
+        feature_norm=feature_norm,
+        tensor_channels=tensor_channels,
     )
     net = DefiNet(config).double()
     for layer in net.layers:

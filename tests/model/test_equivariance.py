@@ -17,9 +17,14 @@ from .conftest import make_defect_pair, mos2_unit_cell, nontrivial_definet
 SETTINGS = GraphSettings(cutoff=4.0, max_neighbors=12)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["plain", "feature_norm"])
+@pytest.fixture(
+    scope="module",
+    params=[(False, 0), (True, 0), (True, 8)],
+    ids=["plain", "feature_norm", "tensor_channels"],
+)
 def model(request) -> DefiNet:
-    return nontrivial_definet(feature_norm=request.param)
+    feature_norm, tensor_channels = request.param
+    return nontrivial_definet(feature_norm=feature_norm, tensor_channels=tensor_channels)
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +147,31 @@ def test_vector_norm_bounds_features() -> None:
     out = VectorNorm(8).double()(v)
     rms = torch.sqrt((out**2).sum(dim=1).mean(dim=-1))
     assert torch.allclose(rms, torch.ones(5, dtype=torch.float64), atol=1e-4)
+
+
+def test_tensor_features_stay_symmetric_traceless_and_bounded() -> None:
+    """TensorNorm gives every node unit RMS channel norm; the traceless square of a vector is
+    symmetric and traceless (so rank-2 features stay in the l = 2 space)."""
+    from definet.nn.definet import TensorNorm, _traceless_outer
+
+    t = torch.randn(5, 3, 3, 4, dtype=torch.float64)
+    t = t * torch.tensor([1e-1, 1.0, 1e2, 1e4, 1e6]).view(5, 1, 1, 1).double()
+    out = TensorNorm(4).double()(t)
+    rms = torch.sqrt((out**2).sum(dim=(1, 2)).mean(dim=-1))
+    assert torch.allclose(rms, torch.ones(5, dtype=torch.float64), atol=1e-4)
+    v = torch.randn(7, 3, 4, dtype=torch.float64)
+    square = _traceless_outer(v, v)
+    assert torch.allclose(square, square.transpose(1, 2))
+    assert torch.allclose(torch.einsum("naaf->nf", square), torch.zeros(7, 4).double(), atol=1e-12)
+    assert not torch.allclose(square, torch.zeros_like(square))
+
+
+def test_tensor_channels_take_part_in_the_prediction(marked) -> None:
+    """Silencing the rank-2 messages and updates changes where the atoms go."""
+    model = nontrivial_definet(tensor_channels=8)
+    with_tensors = run(model, marked)
+    for layer in model.layers:
+        for head in (layer.tensor_message.node[-1], layer.tensor_update.mix[-1]):
+            torch.nn.init.zeros_(head.weight)
+            torch.nn.init.zeros_(head.bias)
+    assert np.abs(run(model, marked) - with_tensors).max() > 1e-4

@@ -274,6 +274,7 @@ def test_init_from_grows_depth_without_changing_predictions(
         ({"hidden": 8}, "hidden: 16 -> 8"),
         ({"num_layers": 1}, "num_layers: 2 -> 1 \\(fewer\\)"),
         ({"feature_norm": True}, "feature_norm: False -> True"),
+        ({"tensor_channels": 4}, "tensor_channels: 0 -> 4"),
     ],
 )
 def test_init_from_refuses_models_that_do_not_fit(tmp_path: Path, change, message) -> None:
@@ -401,3 +402,35 @@ def test_the_same_payload_saves_to_the_same_bytes(tmp_path: Path) -> None:
     assert torch.equal(
         torch.load(tmp_path / "a" / "model.pt", weights_only=True)["weights"], payload["weights"]
     )
+
+
+def test_cli_trains_a_yaml_config_with_overrides(tmp_path: Path, tiny_dataset: Path) -> None:
+    """``definet train --config`` reads the YAML (rank-2 features included), and ``--out-dir``
+    and ``--threads`` override what it says."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from definet_flows.cli import app
+
+    settings = {
+        "data_root": str(tiny_dataset),
+        "out_dir": str(tmp_path / "ignored"),
+        "model": {"hidden": 8, "num_layers": 2, "num_rbf": 4, "cutoff": 4.0, "tensor_channels": 4},
+        "graph": {"cutoff": 4.0, "max_neighbors": 12},
+        "batch_size": 2,
+        "epochs": 1,
+        "threads": 2,
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "run"
+    args = ["train", "--config", str(path), "--out-dir", str(out), "--threads", "1", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "ignored").exists()
+    payload = read_checkpoint(out / "last.pt")
+    assert json.loads(payload["train_config"])["threads"] == 1
+    model, _, _ = load_model(out / "best.pt")
+    assert model.config.tensor_channels == 4 and model.layers[0].tensor_message is not None

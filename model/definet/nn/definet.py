@@ -1,6 +1,7 @@
 """DefiNet: a defect-aware equivariant network that moves atoms to their relaxed positions.
 
-Every node carries scalar features ``h`` (N, F) and vector features ``v`` (N, 3, F). Each layer
+Every node carries scalar features ``h`` (N, F) and vector features ``v`` (N, 3, F), and with
+``tensor_channels`` symmetric traceless rank-2 features ``t`` (N, 3, 3, C). Each layer
 
 1. recomputes edge vectors from the current coordinates (edges and periodic images fixed),
 2. passes messages gated by the defect markers of both ends (scalar and vector channels),
@@ -46,6 +47,10 @@ class DefiNetConfig:
     #: Normalise each layer's output features (LayerNorm on the scalars, an RMS norm over
     #: channels on the vectors), so they cannot grow with depth. Off in the shipped model.
     feature_norm: bool = False
+    #: Channels of symmetric traceless rank-2 (l = 2) node features; 0: none. Messages carry
+    #: the neighbours' tensors and the edge directions' quadrupoles ``u u^T - I/3``, and feed
+    #: back ``t . u`` to the vectors and ``u . t . u`` to the scalars. 0 in the shipped model.
+    tensor_channels: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +119,79 @@ class DefectMessage(nn.Module):
         return dh, dv, dx
 
 
+def _traceless_outer(a: Tensor, b: Tensor) -> Tensor:
+    """Symmetric traceless part of ``a b^T`` for (..., 3, F) vectors: (..., 3, 3, F)."""
+    outer = a.unsqueeze(-2) * b.unsqueeze(-3)
+    sym = 0.5 * (outer + outer.transpose(-3, -2))
+    trace = (a * b).sum(dim=-2, keepdim=True).unsqueeze(-2) / 3.0
+    eye = torch.eye(3, dtype=a.dtype, device=a.device).unsqueeze(-1)
+    return sym - trace * eye
+
+
+class TensorMessage(nn.Module):
+    """Rank-2 messages on ``channels`` channels: neighbours' tensors and edge quadrupoles into
+    ``t``, ``t_j . u`` into the vectors and ``u . t_j . u`` into the scalars, filtered like
+    :class:`DefectMessage`."""
+
+    def __init__(self, hidden: int, channels: int, num_rbf: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.node = _mlp(hidden, 4 * channels)
+        self.radial = nn.Linear(num_rbf, 4 * channels)
+        self.gate = nn.Linear(2 * hidden, 4 * channels)
+        self.to_h = nn.Linear(channels, hidden, bias=False)
+        self.to_v = VectorLinear(channels, hidden)
+
+    pair_gate = DefectMessage.pair_gate
+
+    def forward(
+        self,
+        h: Tensor,
+        t: Tensor,
+        m: Tensor,
+        rbf: Tensor,
+        unit: Tensor,
+        edge_index: Tensor,
+        pair: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        src, dst = edge_index
+        msg = self.node(h).index_select(0, src) * self.radial(rbf) * self.pair_gate(m, pair)
+        a_tt, a_tu, a_vt, a_st = torch.split(msg, self.channels, dim=-1)
+        t_src = t.index_select(0, src)  # (E, 3, 3, C)
+        u = unit.unsqueeze(-1)  # (E, 3, 1)
+        t_u = (t_src * u.unsqueeze(1)).sum(dim=2)  # (E, 3, C): t_j . u
+        dt = a_tt[:, None, None] * t_src + a_tu[:, None, None] * _traceless_outer(u, u)
+        n = h.shape[0]
+        dh = scatter(a_st * (t_u * u).sum(dim=1), dst, dim=0, dim_size=n, reduce="mean")
+        dv = scatter(a_vt.unsqueeze(1) * t_u, dst, dim=0, dim_size=n, reduce="mean")
+        dt = scatter(dt, dst, dim=0, dim_size=n, reduce="mean")
+        return self.to_h(dh), self.to_v(dv), dt
+
+
+class TensorUpdate(nn.Module):
+    """Couples the rank-2 features to the others: their norms feed the scalars, ``t . v`` the
+    vectors and the vectors' traceless squares the tensors, all gated by the scalars."""
+
+    def __init__(self, hidden: int, channels: int) -> None:
+        super().__init__()
+        self.hidden, self.channels = hidden, channels
+        self.ten = VectorLinear(channels, channels)
+        self.vec = VectorLinear(hidden, channels)
+        self.mix = _mlp(hidden + channels, hidden + 3 * channels)
+        self.to_v = VectorLinear(channels, hidden)
+
+    def forward(self, h: Tensor, v: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        ut, uv = self.ten(t), self.vec(v)
+        norm = torch.sqrt((ut**2).sum(dim=(1, 2)) + 1e-8)
+        c = self.channels
+        a_ss, a_tt, a_vt, a_tv = torch.split(
+            self.mix(torch.cat([h, norm], dim=-1)), [self.hidden, c, c, c], dim=-1
+        )
+        dv = self.to_v(a_vt.unsqueeze(1) * (ut * uv.unsqueeze(1)).sum(dim=2))
+        dt = a_tt[:, None, None] * ut + a_tv[:, None, None] * _traceless_outer(uv, uv)
+        return a_ss, dv, dt
+
+
 class EquivariantUpdate(nn.Module):
     """PaiNN-style update: vector norms feed the scalars, scalars gate the vectors."""
 
@@ -147,6 +225,14 @@ class VectorNorm(nn.Module):
         return v / rms.unsqueeze(1) * self.weight
 
 
+class TensorNorm(VectorNorm):
+    """:class:`VectorNorm` for rank-2 features (N, 3, 3, F) (Frobenius norms of the channels)."""
+
+    def forward(self, t: Tensor) -> Tensor:
+        rms = torch.sqrt((t**2).sum(dim=(1, 2)).mean(dim=-1, keepdim=True) + self.eps)
+        return t / rms[:, None, None] * self.weight
+
+
 class GlobalNode(nn.Module):
     """A scalar+vector node per structure that reads from and writes to all its nodes."""
 
@@ -175,7 +261,9 @@ class GlobalNode(nn.Module):
 class DefiNetLayer(nn.Module):
     """One layer: messages, update, global exchange, coordinate step."""
 
-    def __init__(self, hidden: int, num_rbf: int, feature_norm: bool = False) -> None:
+    def __init__(
+        self, hidden: int, num_rbf: int, feature_norm: bool = False, tensor_channels: int = 0
+    ) -> None:
         super().__init__()
         self.marker_inject = nn.Linear(hidden, hidden)
         self.out_norm_h = nn.LayerNorm(hidden) if feature_norm else nn.Identity()
@@ -185,16 +273,30 @@ class DefiNetLayer(nn.Module):
         self.global_node = GlobalNode(hidden)
         self.norm = nn.LayerNorm(hidden)
         self.to_step = VectorLinear(hidden, 1)
+        c = tensor_channels
+        self.tensor_message = TensorMessage(hidden, c, num_rbf) if c else None
+        self.tensor_update = TensorUpdate(hidden, c) if c else None
+        self.out_norm_t = TensorNorm(c) if c and feature_norm else nn.Identity()
 
-    def forward(self, h, v, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs):
+    def forward(
+        self, h, v, t, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
+    ):
         h = h + self.marker_inject(m)
-        dh, dv, dx = self.message(self.norm(h), v, table, rbf, unit, rel, edge_index, pair)
+        hn = self.norm(h)
+        dh, dv, dx = self.message(hn, v, table, rbf, unit, rel, edge_index, pair)
+        if self.tensor_message is not None:
+            th, tv, dt = self.tensor_message(hn, t, table, rbf, unit, edge_index, pair)
+            dh, dv, t = dh + th, dv + tv, t + dt
         h, v = h + dh, v + dv
         dh, dv = self.update(h, v)
+        if self.tensor_update is not None:
+            th, tv, dt = self.tensor_update(h, v, t)
+            dh, dv, t = dh + th, dv + tv, t + dt
+            t = self.out_norm_t(t)
         h, v = h + dh, v + dv
         h, v, gs, gv = self.global_node(h, v, gs, gv, batch, num_graphs)
         step = dx + self.to_step(v).squeeze(-1)
-        return self.out_norm_h(h), self.out_norm_v(v), gs, gv, step
+        return self.out_norm_h(h), self.out_norm_v(v), t, gs, gv, step
 
 
 class DefiNet(nn.Module):
@@ -215,7 +317,8 @@ class DefiNet(nn.Module):
         self.rbf = BesselBasisLayer(config.num_rbf, cutoff=config.cutoff)
         self.embed_parity = nn.Embedding(2, f) if config.electron_parity else None
         self.layers = nn.ModuleList(
-            DefiNetLayer(f, config.num_rbf, config.feature_norm) for _ in range(config.num_layers)
+            DefiNetLayer(f, config.num_rbf, config.feature_norm, config.tensor_channels)
+            for _ in range(config.num_layers)
         )
         self.reset_parameters()
 
@@ -265,6 +368,8 @@ class DefiNet(nn.Module):
         h = self.embed_z(z) + m
         f = self.config.hidden
         v = h.new_zeros(h.shape[0], 3, f)
+        c = self.config.tensor_channels
+        t = h.new_zeros(h.shape[0], 3, 3, c) if c else None
         gs = h.new_zeros(num_graphs, f)
         if self.embed_parity is not None:
             electrons = scatter(z * real, batch, dim=0, dim_size=num_graphs)
@@ -278,8 +383,8 @@ class DefiNet(nn.Module):
             dist = rel.norm(dim=-1).clamp_min(1e-6)
             unit = rel / dist.unsqueeze(-1)
             rbf = self.rbf(dist)
-            h, v, gs, gv, step = layer(
-                h, v, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
+            h, v, t, gs, gv, step = layer(
+                h, v, t, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
             )
             x = x + step * movable
         return self._guard(x, start)
@@ -311,7 +416,7 @@ def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_fro
     Likewise ``model`` may add ``electron_parity``, whose embedding starts at zero.
     """
     ours, theirs = model.config, pretrained.config
-    fixed = ("hidden", "num_rbf", "cutoff", "max_z", "num_markers", "feature_norm")
+    fixed = ("hidden", "num_rbf", "cutoff", "max_z", "num_markers", "feature_norm", "tensor_channels")
     changed = [
         f"{k}: {getattr(theirs, k)} -> {getattr(ours, k)}"
         for k in fixed
