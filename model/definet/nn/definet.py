@@ -416,7 +416,15 @@ def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_fro
     Likewise ``model`` may add ``electron_parity``, whose embedding starts at zero.
     """
     ours, theirs = model.config, pretrained.config
-    fixed = ("hidden", "num_rbf", "cutoff", "max_z", "num_markers", "feature_norm", "tensor_channels")
+    fixed = (
+        "hidden",
+        "num_rbf",
+        "cutoff",
+        "max_z",
+        "num_markers",
+        "feature_norm",
+        "tensor_channels",
+    )
     changed = [
         f"{k}: {getattr(theirs, k)} -> {getattr(ours, k)}"
         for k in fixed
