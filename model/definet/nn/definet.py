@@ -76,16 +76,15 @@ class VectorLinear(nn.Module):
         return self.linear(v)
 
 
-class DefectMessage(nn.Module):
-    """Marker-gated scalar and vector messages over a radial basis, plus coordinate messages."""
+class MarkerGatedFilter(nn.Module):
+    """Per-edge filters of ``width`` channels: the source node's features times a radial basis
+    times a gate of the markers of both ends."""
 
-    def __init__(self, hidden: int, num_rbf: int) -> None:
+    def __init__(self, hidden: int, num_rbf: int, width: int) -> None:
         super().__init__()
-        self.hidden = hidden
-        self.node = _mlp(hidden, 3 * hidden)
-        self.radial = nn.Linear(num_rbf, 3 * hidden)
-        self.gate = nn.Linear(2 * hidden, 3 * hidden)
-        self.coord = _mlp(hidden, 1)
+        self.node = _mlp(hidden, width)
+        self.radial = nn.Linear(num_rbf, width)
+        self.gate = nn.Linear(2 * hidden, width)
 
     def pair_gate(self, marker_table: Tensor, pair: Tensor) -> Tensor:
         """Gate of each edge from the markers of its two ends.
@@ -96,6 +95,22 @@ class DefectMessage(nn.Module):
         k = marker_table.shape[0]
         both = torch.cat([marker_table.repeat_interleave(k, 0), marker_table.repeat(k, 1)], dim=-1)
         return torch.sigmoid(self.gate(both)).index_select(0, pair)
+
+    def edge_filter(
+        self, h: Tensor, rbf: Tensor, marker_table: Tensor, pair: Tensor, src: Tensor
+    ) -> Tensor:
+        """(E, width) filters of every edge."""
+        gate = self.pair_gate(marker_table, pair)
+        return self.node(h).index_select(0, src) * self.radial(rbf) * gate
+
+
+class DefectMessage(MarkerGatedFilter):
+    """Marker-gated scalar and vector messages over a radial basis, plus coordinate messages."""
+
+    def __init__(self, hidden: int, num_rbf: int) -> None:
+        super().__init__(hidden, num_rbf, 3 * hidden)
+        self.hidden = hidden
+        self.coord = _mlp(hidden, 1)
 
     def forward(
         self,
@@ -109,8 +124,7 @@ class DefectMessage(nn.Module):
         pair: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
         src, dst = edge_index
-        msg = self.node(h).index_select(0, src) * self.radial(rbf) * self.pair_gate(m, pair)
-        ds, dvv, dvs = torch.split(msg, self.hidden, dim=-1)
+        ds, dvv, dvs = torch.split(self.edge_filter(h, rbf, m, pair, src), self.hidden, dim=-1)
         dv = dvv.unsqueeze(1) * v.index_select(0, src) + dvs.unsqueeze(1) * unit.unsqueeze(-1)
         n = h.shape[0]
         dh = scatter(ds, dst, dim=0, dim_size=n, reduce="mean")
@@ -128,21 +142,16 @@ def _traceless_outer(a: Tensor, b: Tensor) -> Tensor:
     return sym - trace * eye
 
 
-class TensorMessage(nn.Module):
+class TensorMessage(MarkerGatedFilter):
     """Rank-2 messages on ``channels`` channels: neighbours' tensors and edge quadrupoles into
     ``t``, ``t_j . u`` into the vectors and ``u . t_j . u`` into the scalars, filtered like
     :class:`DefectMessage`."""
 
     def __init__(self, hidden: int, channels: int, num_rbf: int) -> None:
-        super().__init__()
+        super().__init__(hidden, num_rbf, 4 * channels)
         self.channels = channels
-        self.node = _mlp(hidden, 4 * channels)
-        self.radial = nn.Linear(num_rbf, 4 * channels)
-        self.gate = nn.Linear(2 * hidden, 4 * channels)
         self.to_h = nn.Linear(channels, hidden, bias=False)
         self.to_v = VectorLinear(channels, hidden)
-
-    pair_gate = DefectMessage.pair_gate
 
     def forward(
         self,
@@ -155,8 +164,8 @@ class TensorMessage(nn.Module):
         pair: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
         src, dst = edge_index
-        msg = self.node(h).index_select(0, src) * self.radial(rbf) * self.pair_gate(m, pair)
-        a_tt, a_tu, a_vt, a_st = torch.split(msg, self.channels, dim=-1)
+        filters = self.edge_filter(h, rbf, m, pair, src)
+        a_tt, a_tu, a_vt, a_st = torch.split(filters, self.channels, dim=-1)
         t_src = t.index_select(0, src)  # (E, 3, 3, C)
         u = unit.unsqueeze(-1)  # (E, 3, 1)
         t_u = (t_src * u.unsqueeze(1)).sum(dim=2)  # (E, 3, C): t_j . u
