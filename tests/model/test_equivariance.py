@@ -150,13 +150,13 @@ def test_vector_norm_bounds_features() -> None:
 
 
 def test_tensor_features_stay_symmetric_traceless_and_bounded() -> None:
-    """TensorNorm gives every node unit RMS channel norm; the traceless square of a vector is
+    """VectorNorm gives every node's rank-2 features unit RMS channel norm; the traceless square of a vector is
     symmetric and traceless (so rank-2 features stay in the l = 2 space)."""
-    from definet.nn.definet import TensorNorm, _traceless_outer
+    from definet.nn.definet import VectorNorm, _traceless_outer
 
     t = torch.randn(5, 3, 3, 4, dtype=torch.float64)
     t = t * torch.tensor([1e-1, 1.0, 1e2, 1e4, 1e6]).view(5, 1, 1, 1).double()
-    out = TensorNorm(4).double()(t)
+    out = VectorNorm(4).double()(t)
     rms = torch.sqrt((out**2).sum(dim=(1, 2)).mean(dim=-1))
     assert torch.allclose(rms, torch.ones(5, dtype=torch.float64), atol=1e-4)
     v = torch.randn(7, 3, 4, dtype=torch.float64)

@@ -221,8 +221,9 @@ class EquivariantUpdate(nn.Module):
 
 
 class VectorNorm(nn.Module):
-    """Equivariant RMS norm of vector features (N, 3, F): divides by the root mean square of
-    the channel norms (a rotation invariant), then scales each channel by a learned weight."""
+    """Equivariant RMS norm of vector (N, 3, F) or rank-2 (N, 3, 3, F) features: divides by the
+    root mean square of the channel norms (a rotation invariant), then scales each channel by a
+    learned weight."""
 
     def __init__(self, hidden: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -230,16 +231,9 @@ class VectorNorm(nn.Module):
         self.eps = eps
 
     def forward(self, v: Tensor) -> Tensor:
-        rms = torch.sqrt((v**2).sum(dim=1).mean(dim=-1, keepdim=True) + self.eps)
-        return v / rms.unsqueeze(1) * self.weight
-
-
-class TensorNorm(VectorNorm):
-    """:class:`VectorNorm` for rank-2 features (N, 3, 3, F) (Frobenius norms of the channels)."""
-
-    def forward(self, t: Tensor) -> Tensor:
-        rms = torch.sqrt((t**2).sum(dim=(1, 2)).mean(dim=-1, keepdim=True) + self.eps)
-        return t / rms[:, None, None] * self.weight
+        spatial = tuple(range(1, v.dim() - 1))
+        rms = torch.sqrt((v**2).sum(dim=spatial).mean(dim=-1, keepdim=True) + self.eps)
+        return v / rms.view(-1, *[1] * len(spatial), 1) * self.weight
 
 
 class GlobalNode(nn.Module):
@@ -285,7 +279,7 @@ class DefiNetLayer(nn.Module):
         c = tensor_channels
         self.tensor_message = TensorMessage(hidden, c, num_rbf) if c else None
         self.tensor_update = TensorUpdate(hidden, c) if c else None
-        self.out_norm_t = TensorNorm(c) if c and feature_norm else nn.Identity()
+        self.out_norm_t = VectorNorm(c) if c and feature_norm else nn.Identity()
 
     def forward(
         self, h, v, t, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
