@@ -175,3 +175,9 @@ def test_tensor_channels_take_part_in_the_prediction(marked) -> None:
             torch.nn.init.zeros_(head.weight)
             torch.nn.init.zeros_(head.bias)
     assert np.abs(run(model, marked) - with_tensors).max() > 1e-4
+
+
+@pytest.mark.parametrize("bad", [-4, 2.5, "16", True])
+def test_bad_tensor_channels_are_refused_naming_the_field(bad) -> None:
+    with pytest.raises(ValueError, match=r"model\.tensor_channels: expected a whole number >= 0"):
+        DefiNetConfig(tensor_channels=bad)

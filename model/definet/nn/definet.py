@@ -52,6 +52,13 @@ class DefiNetConfig:
     #: back ``t . u`` to the vectors and ``u . t . u`` to the scalars. 0 in the shipped model.
     tensor_channels: int = 0
 
+    def __post_init__(self) -> None:
+        channels = self.tensor_channels
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 0:
+            raise ValueError(
+                f"model.tensor_channels: expected a whole number >= 0 (0: none), got {channels!r}"
+            )
+
     def as_dict(self) -> dict:
         return asdict(self)
 
