@@ -1,4 +1,5 @@
-"""Neighbour caps that keep whole shells, so a graph is as symmetric as its structure."""
+"""Neighbour caps that keep whole shells, so a graph is as symmetric as its structure, and
+long edges from defect sites."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from pymatgen.core import Structure
 
 from definet.data.graphs import GraphSettings, edge_shifts, neighbor_edges, structure_to_graph
-from definet.data.markers import mark_defects, pristine_supercell
+from definet.data.markers import PRISTINE, mark_defects, markers_of, pristine_supercell
 from definet.nn.capped import first_edges_per_target
 
 from .conftest import mos2_unit_cell, nontrivial_definet
@@ -72,6 +73,8 @@ def test_cap_within_wider_graphs(own: GraphSettings, served: GraphSettings, cap)
         (WHOLE, GraphSettings(cutoff=3.5, max_neighbors=20)),
         (CAPPED, GraphSettings(cutoff=4.0, max_neighbors=9)),  # another cutoff
         (GraphSettings(cutoff=3.5, max_neighbors=12), WHOLE),  # fewer neighbours served
+        (CAPPED, GraphSettings(cutoff=3.5, max_neighbors=20, defect_cutoff=8.0)),  # defect edges
+        (GraphSettings(cutoff=3.5, max_neighbors=9, defect_cutoff=8.0), CAPPED),
     ],
 )
 def test_cap_within_refuses_graphs_that_lack_the_models(
@@ -85,14 +88,51 @@ def test_whole_shells_only_in_settings_when_on() -> None:
     """Cache keys and checkpoints written before the option existed still match."""
     assert GraphSettings(5.0, 16).as_dict() == {"cutoff": 5.0, "max_neighbors": 16}
     assert GraphSettings(**WHOLE.as_dict()) == WHOLE
+    assert GraphSettings(5.0, 16, defect_cutoff=0.0).as_dict() == {
+        "cutoff": 5.0,
+        "max_neighbors": 16,
+    }
+    far = GraphSettings(5.0, 16, defect_cutoff=9.0)
+    assert GraphSettings(**far.as_dict()) == far
 
 
-@pytest.mark.parametrize(
-    ("settings", "field"), [({"cutoff": 0.0}, "cutoff"), ({"max_neighbors": 0}, "max_neighbors")]
-)
-def test_settings_that_build_no_graph_are_refused(settings: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=f"graph {field} must be"):
-        GraphSettings(**settings)
+@pytest.fixture(scope="module")
+def defective() -> Structure:
+    """4x4 MoS2 with a Mo vacancy and W on another Mo site (marked)."""
+    ideal = pristine_supercell(mos2_unit_cell(), [4, 4, 1])
+    structure = ideal.copy()
+    mo_sites = [i for i, site in enumerate(structure) if site.specie.symbol == "Mo"]
+    structure.replace(mo_sites[5], "W")
+    structure.remove_sites([mo_sites[0]])
+    return mark_defects(structure, ideal)
+
+
+def edge_set(edge_index: np.ndarray, images: np.ndarray) -> set[tuple[int, ...]]:
+    return {tuple(e) for e in np.concatenate([edge_index, images.T]).T.tolist()}
+
+
+def test_defect_edges_join_defects_to_everything_within_their_reach(defective) -> None:
+    settings = GraphSettings(cutoff=3.5, max_neighbors=9, defect_cutoff=7.0)
+    edge_index, images = neighbor_edges(defective, settings)
+    defect = markers_of(defective) != PRISTINE
+    assert defect.sum() == 2
+    # every short edge stays, and every pair within 7 A with a defect at an end joins them
+    expected = edge_set(*neighbor_edges(defective, CAPPED))
+    centers, neighbors, imgs, _ = defective.get_neighbor_list(7.0)
+    for c, n, img in zip(centers, neighbors, np.round(imgs).astype(int), strict=True):
+        if defect[c] or defect[n]:
+            expected.add((int(n), int(c), *img.tolist()))
+    assert edge_set(edge_index, images) == expected
+    assert len(expected) == edge_index.shape[1]  # no edge twice
+    # the edges beyond the short cutoff all touch a defect, and there are such edges
+    rel = (
+        defective.cart_coords[edge_index[0]]
+        + images @ defective.lattice.matrix
+        - defective.cart_coords[edge_index[1]]
+    )
+    long = np.linalg.norm(rel, axis=1) > 3.5 + 1e-9
+    assert long.sum() > 100
+    assert (defect[edge_index[0, long]] | defect[edge_index[1, long]]).all()
 
 
 def in_plane_moves(structure: Structure, settings: GraphSettings) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from definet.data.markers import VACANCY, markers_of
+from definet.data.markers import PRISTINE, VACANCY, markers_of
 
 if TYPE_CHECKING:  # only graph building needs pymatgen; training on built graphs does not
     from pymatgen.core import Structure
@@ -35,19 +35,29 @@ class GraphSettings:
     #: equidistant neighbours (a site on an ideal lattice) keeps some of them, picked by
     #: rounding noise, so the graph is less symmetric than the structure.
     whole_shells: bool = False
+    #: Also join every defect site (substitution, vacancy or interstitial node) to every node
+    #: within this distance (A), both ways and uncapped, so that a defect reaches the strain
+    #: field around it in one message; 0: off.
+    defect_cutoff: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.cutoff > 0:
             raise ValueError(f"graph cutoff must be > 0 A, got {self.cutoff}")
         if self.max_neighbors < 1:
             raise ValueError(f"graph max_neighbors must be >= 1, got {self.max_neighbors}")
+        if not self.defect_cutoff >= 0:
+            raise ValueError(
+                f"graph defect_cutoff must be >= 0 A (0: off), got {self.defect_cutoff}"
+            )
 
     def as_dict(self) -> dict:
-        """The settings; ``whole_shells`` only when on, so that cache keys and checkpoints
-        written before it existed still match."""
+        """The settings; ``whole_shells`` and ``defect_cutoff`` only when on, so that cache keys
+        and checkpoints written before they existed still match."""
         settings = asdict(self)
         if not self.whole_shells:
             del settings["whole_shells"]
+        if not self.defect_cutoff:
+            del settings["defect_cutoff"]
         return settings
 
     def cap_within(self, served: GraphSettings) -> int | None:
@@ -67,6 +77,8 @@ class GraphSettings:
             served.cutoff == self.cutoff
             and served.max_neighbors >= self.max_neighbors
             and not self.whole_shells
+            and not self.defect_cutoff
+            and not served.defect_cutoff
         ):
             return self.max_neighbors
         raise ValueError(
@@ -78,12 +90,14 @@ class GraphSettings:
 
 def neighbor_edges(structure: Structure, settings: GraphSettings) -> tuple[np.ndarray, np.ndarray]:
     """Edges ``j -> i`` within the cutoff, at most ``max_neighbors`` nearest per centre (more
-    where ``whole_shells`` keeps the rest of the shell the cap falls in).
+    where ``whole_shells`` keeps the rest of the shell the cap falls in), then, with
+    ``defect_cutoff``, every other edge within it that has a defect site at either end (the
+    structure must carry defect markers then).
 
     Returns ``edge_index`` (2, E) as ``[source j, target i]`` and the integer periodic image
-    (E, 3) of the source: ``r_ij = pos[j] + image @ cell - pos[i]``. Edges are grouped by
-    centre, nearest first, so the graph of a smaller cap is the first edges of each centre
-    (:meth:`GraphSettings.cap_within`).
+    (E, 3) of the source: ``r_ij = pos[j] + image @ cell - pos[i]``. The capped edges are
+    grouped by centre, nearest first, so the graph of a smaller cap is the first edges of each
+    centre (:meth:`GraphSettings.cap_within`).
     """
     centers, neighbors, images, dists = structure.get_neighbor_list(settings.cutoff)
     order = np.lexsort((dists, centers))
@@ -104,7 +118,34 @@ def neighbor_edges(structure: Structure, settings: GraphSettings) -> tuple[np.nd
     else:
         keep = rank < settings.max_neighbors
     edge_index = np.stack([neighbors[keep], centers[keep]]).astype(np.int64)
-    return edge_index, np.round(images[keep]).astype(np.int64)
+    images = np.round(images[keep]).astype(np.int64)
+    if settings.defect_cutoff:
+        edge_index, images = _add_defect_edges(
+            structure, settings.defect_cutoff, edge_index, images
+        )
+    return edge_index, images
+
+
+def _add_defect_edges(
+    structure: Structure, reach: float, edge_index: np.ndarray, images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``edge_index`` and ``images`` followed by the edges within ``reach`` that touch a defect
+    site and are not among them yet."""
+    defect = markers_of(structure) != PRISTINE
+    centers, neighbors, far_images, _ = structure.get_neighbor_list(reach)
+    touch = defect[centers] | defect[neighbors]
+    far_index = np.stack([neighbors[touch], centers[touch]]).astype(np.int64)
+    far_images = np.round(far_images[touch]).astype(np.int64)
+    have = {tuple(row) for row in np.concatenate([edge_index.T, images], axis=1).tolist()}
+    new = [
+        i
+        for i, row in enumerate(np.concatenate([far_index.T, far_images], axis=1).tolist())
+        if tuple(row) not in have
+    ]
+    return (
+        np.concatenate([edge_index, far_index[:, new]], axis=1),
+        np.concatenate([images, far_images[new]]),
+    )
 
 
 def unwrap_to_nearest_image(reference: Structure, target: Structure) -> np.ndarray:
