@@ -81,7 +81,8 @@ def _serving_graph_settings(members: list[dict[str, Any]], kind: str) -> dict[st
         return candidate
     raise CheckpointError(
         f"members of {kind} checkpoint differ in graph settings and no one graph serves them "
-        f"all (same cutoff needed; whole shells only where all share them): {settings}"
+        f"all (same cutoff needed; whole shells and defect edges only where all share them): "
+        f"{settings}"
     )
 
 
@@ -195,7 +196,9 @@ def serve_on(model: torch.nn.Module, own: GraphSettings, served: GraphSettings) 
     """``model`` (trained on ``own`` graphs) as it runs on graphs built with ``served``: itself,
     or capped to its own nearest neighbours. Raises ValueError when ``served`` cannot serve it."""
     cap = own.cap_within(served)
-    return model if cap is None else NeighbourCapped(model, cap)
+    if cap is None:
+        return model
+    return NeighbourCapped(model, cap, own.cutoff if served.defect_cutoff else None)
 
 
 def load_model(

@@ -96,6 +96,40 @@ def test_members_on_other_graphs_share_the_widest(tmp_path: Path, structures) ->
         )
 
 
+def test_a_member_on_defect_edges_joins_members_without(tmp_path: Path, structures) -> None:
+    """A member trained with defect edges joins members trained without: the file is served
+    graphs with defect edges, of which the others take the edges within their cutoff, first
+    12 per atom."""
+    low, plain, far = member(0), member(1), member(2)
+    with_defects = GraphSettings(cutoff=4.0, max_neighbors=12, defect_cutoff=7.0)
+    ensemble = ensemble_payload([model_payload(plain, SETTINGS), model_payload(far, with_defects)])
+    path = save_atomic(
+        routed_payload([model_payload(low, SETTINGS), ensemble], [0.03]), tmp_path / "far.pt"
+    )
+    model, settings, _ = load_model(path)
+    assert settings == with_defects
+    alone = {"low": run(low, structures), "plain": run(plain, structures)}
+    alone["far"] = run(far, structures, with_defects)
+    # the defect edges change what every member predicts, so the others must drop them
+    assert np.abs(run(far, structures)[1] - alone["far"][1]).max() > 1e-4
+    assert np.abs(run(plain, structures, with_defects)[1] - alone["plain"][1]).max() > 1e-4
+    assert np.abs(run(low, structures, with_defects)[0] - alone["low"][0]).max() > 1e-4
+    got = run(model, structures, with_defects)
+    for k in (0, 2):
+        np.testing.assert_allclose(got[k], alone["low"][k], atol=1e-6)
+    np.testing.assert_allclose(got[1], (alone["plain"][1] + alone["far"][1]) / 2, atol=1e-6)
+    # a member with defect edges cannot take them from graphs without
+    with pytest.raises(CheckpointError, match="no one graph serves them all"):
+        ensemble_payload(
+            [
+                model_payload(far, with_defects),
+                model_payload(
+                    plain, GraphSettings(cutoff=4.0, max_neighbors=12, defect_cutoff=6.0)
+                ),
+            ]
+        )
+
+
 def test_ensemble_refuses_bad_members(tmp_path: Path) -> None:
     a, b = member(1), member(2)
     with pytest.raises(ValueError, match="at least 2 members"):

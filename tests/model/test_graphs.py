@@ -60,6 +60,12 @@ def test_a_smaller_cap_is_the_first_edges_of_each_centre(pristine) -> None:
         (WHOLE, WHOLE, None),
         (CAPPED, WHOLE, 9),
         (CAPPED, GraphSettings(cutoff=3.5, max_neighbors=20), 9),
+        (CAPPED, GraphSettings(cutoff=3.5, max_neighbors=9, defect_cutoff=8.0), 9),
+        (
+            CAPPED,
+            GraphSettings(cutoff=3.5, max_neighbors=9, whole_shells=True, defect_cutoff=8.0),
+            9,
+        ),
     ],
 )
 def test_cap_within_wider_graphs(own: GraphSettings, served: GraphSettings, cap) -> None:
@@ -73,8 +79,11 @@ def test_cap_within_wider_graphs(own: GraphSettings, served: GraphSettings, cap)
         (WHOLE, GraphSettings(cutoff=3.5, max_neighbors=20)),
         (CAPPED, GraphSettings(cutoff=4.0, max_neighbors=9)),  # another cutoff
         (GraphSettings(cutoff=3.5, max_neighbors=12), WHOLE),  # fewer neighbours served
-        (CAPPED, GraphSettings(cutoff=3.5, max_neighbors=20, defect_cutoff=8.0)),  # defect edges
-        (GraphSettings(cutoff=3.5, max_neighbors=9, defect_cutoff=8.0), CAPPED),
+        (GraphSettings(cutoff=3.5, max_neighbors=9, defect_cutoff=8.0), CAPPED),  # defect edges
+        (
+            GraphSettings(cutoff=3.5, max_neighbors=9, defect_cutoff=8.0),
+            GraphSettings(cutoff=3.5, max_neighbors=9, defect_cutoff=6.0),
+        ),
     ],
 )
 def test_cap_within_refuses_graphs_that_lack_the_models(

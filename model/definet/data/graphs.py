@@ -63,13 +63,15 @@ class GraphSettings:
     def cap_within(self, served: GraphSettings) -> int | None:
         """How a model trained on these settings takes its edges from graphs built with
         ``served``: ``None`` when they are the same graphs, else the number of nearest edges
-        per centre to keep (:class:`definet.nn.NeighbourCapped`).
+        per centre to keep within the cutoff (:class:`definet.nn.NeighbourCapped`; the defect
+        edges of ``served`` graphs follow their capped edges, so dropping the ones beyond the
+        cutoff and keeping each centre's first leaves these graphs).
 
         Raises
         ------
         ValueError
             When ``served`` graphs do not start with these: another cutoff, a smaller cap, or
-            these keep whole shells and ``served`` does not keep the same ones.
+            these keep whole shells or defect edges and ``served`` does not keep the same ones.
         """
         if served == self:
             return None
@@ -78,7 +80,6 @@ class GraphSettings:
             and served.max_neighbors >= self.max_neighbors
             and not self.whole_shells
             and not self.defect_cutoff
-            and not served.defect_cutoff
         ):
             return self.max_neighbors
         raise ValueError(
