@@ -41,14 +41,14 @@ class GraphSettings:
     defect_cutoff: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.cutoff > 0:
-            raise ValueError(f"graph cutoff must be > 0 A, got {self.cutoff}")
+        for name, value, ok, expected in (
+            ("cutoff", self.cutoff, lambda x: x > 0, "> 0 A"),
+            ("defect_cutoff", self.defect_cutoff, lambda x: x >= 0, ">= 0 A (0: off)"),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+                raise ValueError(f"graph {name} must be a number {expected}, got {value!r}")
         if self.max_neighbors < 1:
             raise ValueError(f"graph max_neighbors must be >= 1, got {self.max_neighbors}")
-        if not self.defect_cutoff >= 0:
-            raise ValueError(
-                f"graph defect_cutoff must be >= 0 A (0: off), got {self.defect_cutoff}"
-            )
 
     def as_dict(self) -> dict:
         """The settings; ``whole_shells`` and ``defect_cutoff`` only when on, so that cache keys
