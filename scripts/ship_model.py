@@ -102,8 +102,9 @@ def validation_table(validation: dict) -> str:
 
 
 def _one_architecture(c: DefiNetConfig) -> str:
-    return f"hidden {c.hidden}, {c.num_layers} layers, {c.num_rbf} radial functions" + (
-        ", normalised features" if c.feature_norm else ""
+    return (
+        f"hidden {c.hidden}, {c.num_layers} layers, {c.num_rbf} radial functions to {c.cutoff} A"
+        + (", normalised features" if c.feature_norm else "")
     )
 
 
@@ -128,11 +129,13 @@ def graph_text(served: GraphSettings, trained_on: list[GraphSettings]) -> str:
     text = f"graph cutoff {served.cutoff} A with at most {served.max_neighbors} neighbours" + (
         " (whole shells)" if served.whole_shells else ""
     )
+    if served.defect_cutoff:
+        text += f", and every defect site joined to every node within {served.defect_cutoff} A"
     capped = sum(own != served for own in trained_on)
     if capped:
         text += (
-            f"; {capped} of the {len(trained_on)} DefiNets were trained on the plain cap and take "
-            "the nearest of each atom's edges up to it"
+            f"; {capped} of the {len(trained_on)} DefiNets were trained on the plain cap and take, "
+            "of each atom's edges within their cutoff, the nearest up to it"
         )
     return text
 
