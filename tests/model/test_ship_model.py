@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from definet.data.graphs import GraphSettings
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ship_model.py"
+from tests.flows.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def ship_model():
-    spec = importlib.util.spec_from_file_location("ship_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/ship_model.py")
 
 
 def test_card_names_defect_edges_and_the_members_trained_without(ship_model) -> None:
