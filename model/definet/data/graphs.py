@@ -137,16 +137,25 @@ def _add_defect_edges(
     touch = defect[centers] | defect[neighbors]
     far_index = np.stack([neighbors[touch], centers[touch]]).astype(np.int64)
     far_images = np.round(far_images[touch]).astype(np.int64)
-    have = {tuple(row) for row in np.concatenate([edge_index.T, images], axis=1).tolist()}
-    new = [
-        i
-        for i, row in enumerate(np.concatenate([far_index.T, far_images], axis=1).tolist())
-        if tuple(row) not in have
-    ]
+    span = 2 * int(max(np.abs(images).max(initial=0), np.abs(far_images).max(initial=0))) + 1
+    new = ~np.isin(
+        _edge_keys(far_index, far_images, len(structure), span),
+        _edge_keys(edge_index, images, len(structure), span),
+    )
     return (
         np.concatenate([edge_index, far_index[:, new]], axis=1),
         np.concatenate([images, far_images[new]]),
     )
+
+
+def _edge_keys(edge_index: np.ndarray, images: np.ndarray, n_nodes: int, span: int) -> np.ndarray:
+    """One integer per distinct edge ``(source, target, image)``, for set operations; ``span``
+    bounds the image components: ``|component| <= span // 2``."""
+    shifted = images + span // 2
+    keys = edge_index[0] * n_nodes + edge_index[1]
+    for axis in range(3):
+        keys = keys * span + shifted[:, axis]
+    return keys
 
 
 def unwrap_to_nearest_image(reference: Structure, target: Structure) -> np.ndarray:
