@@ -139,19 +139,3 @@ def cu_cif(tmp_path_factory) -> Path:
         filename=str(path)
     )
     return path
-
-
-def load_script(relative: str):
-    """Import a script of the repository (e.g. ``scripts/ship_model.py``) as a module."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_benchmark(name: str):
-    """Import ``benchmarks/<name>.py`` as a module (benchmarks are scripts, not a package)."""
-    return load_script(f"benchmarks/{name}.py")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from definet_flows.stores import default_store, upsert_validation_docs, writing
-from tests.flows.conftest import load_benchmark, synthetic_docs
+from tests.flows.conftest import synthetic_docs
+from tests.repo_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.flows.conftest import load_benchmark, synthetic_docs
+from tests.flows.conftest import synthetic_docs
+from tests.repo_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from torch_geometric.data import Data
 
 from definet.data.augment import site_keys
 from definet.metrics import LOCAL_RADII, StructureErrors, nearest_defects
-from tests.flows.conftest import load_benchmark
+from tests.repo_scripts import load_benchmark
 
 from .conftest import tiny_checkpoint
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -16,6 +16,7 @@ import yaml
 
 from definet.data.dataset import load_split
 from definet.data.graphs import GraphSettings
+from tests.repo_scripts import load_script
 
 GPU_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "gpu"
 WITHOUT_PYMATGEN = """
@@ -31,17 +32,13 @@ assert "pymatgen" not in sys.modules
 """
 
 
-def load_script(name: str):
-    sys.path.insert(0, str(GPU_SCRIPTS))
-    spec = importlib.util.spec_from_file_location(name, GPU_SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_gpu_script(name: str) -> ModuleType:
+    return load_script(f"scripts/gpu/{name}.py", with_siblings=True)
 
 
 def pack_tiny_graphs(tiny_dataset: Path, out: Path) -> None:
     """The tiny dataset's train graphs packed as both splits into ``out``."""
-    pack_graphs = load_script("pack_graphs")
+    pack_graphs = load_gpu_script("pack_graphs")
     graphs = load_split(
         tiny_dataset, "train", GraphSettings(4.0, 12), cache_dir=out.parent, progress=False
     )
@@ -49,7 +46,7 @@ def pack_tiny_graphs(tiny_dataset: Path, out: Path) -> None:
 
 
 def test_packed_graphs_come_back_equal(tiny_dataset: Path, tmp_path: Path) -> None:
-    pack_graphs = load_script("pack_graphs")
+    pack_graphs = load_gpu_script("pack_graphs")
     graphs = load_split(
         tiny_dataset, "train", GraphSettings(4.0, 12), cache_dir=tmp_path, progress=False
     )
@@ -84,7 +81,7 @@ def test_deadline_run_sets_steps_and_trains(
     graphs_path = tmp_path / "graphs.npz"
     argv = ["pack_graphs", "--config", str(config_path), "--out", str(graphs_path)]
     monkeypatch.setattr(sys, "argv", argv)
-    load_script("pack_graphs").main()
+    load_gpu_script("pack_graphs").main()
     out_dir = tmp_path / "run"
     deadline = time.time() + 45
     args = ["--config", str(config_path), "--graphs", str(graphs_path)]
@@ -120,7 +117,7 @@ def test_a_deadline_too_close_is_refused(tiny_dataset: Path, tmp_path: Path, mon
     args += ["--out-dir", str(tmp_path / "run"), "--deadline", str(time.time())]
     monkeypatch.setattr(sys, "argv", ["train_on_device", *args])
     with pytest.raises(SystemExit, match="give it more time"):
-        load_script("train_on_device").main()
+        load_gpu_script("train_on_device").main()
     assert not (tmp_path / "run" / "best.pt").exists()
 
 
@@ -137,7 +134,7 @@ def test_keep_config_steps_trains_the_config_schedule_when_it_fits(
     args = ["--config", str(config), "--graphs", str(tmp_path / "g.npz"), "--keep-config-steps"]
     args += ["--out-dir", str(out_dir), "--deadline", str(time.time() + 120)]
     monkeypatch.setattr(sys, "argv", ["train_on_device", *args])
-    load_script("train_on_device").main()
+    load_gpu_script("train_on_device").main()
     chosen = yaml.safe_load((out_dir / "config.yaml").read_text())
     # the deadline would allow far more steps; the flag keeps the config's schedule and cadence
     assert (chosen["max_steps"], chosen["val_every"], chosen["checkpoint_every"]) == (70, 35, 7)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.flows.conftest import load_benchmark
+from tests.repo_scripts import load_benchmark
 
 from .conftest import tiny_checkpoint
 

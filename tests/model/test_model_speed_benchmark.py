@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.flows.conftest import load_benchmark
+from tests.repo_scripts import load_benchmark
 
 
 def test_measures_every_phase_on_a_dataset(tiny_dataset, tmp_path, monkeypatch) -> None:

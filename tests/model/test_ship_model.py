@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from definet.data.graphs import GraphSettings
-from tests.flows.conftest import load_script
+from tests.repo_scripts import load_script
 
 
 @pytest.fixture(scope="module")

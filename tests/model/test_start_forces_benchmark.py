@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from definet.forcefield_loss import ForceFieldLoss
-from tests.flows.conftest import load_benchmark
+from tests.repo_scripts import load_benchmark
 
 from .conftest import tiny_checkpoint
 from .test_train import graphs

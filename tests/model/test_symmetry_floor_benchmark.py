@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.flows.conftest import load_benchmark
+from tests.repo_scripts import load_benchmark
 
 
 def square_layer() -> tuple[np.ndarray, np.ndarray, list]:
