@@ -1,13 +1,15 @@
 """DefiNet against doing nothing and against CHGNet on held-out DFT structures, per host.
 
     python benchmarks/accuracy.py [--checkpoint CKPT] [--split val] [--chgnet-per-host 10]
-                                  [--json OUT] [--skip-chgnet]
+                                  [--json OUT] [--skip-chgnet] [--chgnet-cache FILE]
 
 DefiNet predicts every structure of the split; CHGNet (weights inside the chgnet wheel) relaxes
 the first N structures of each host (sorted by atoms_id) with ASE FIRE, fmax 0.05 eV/A, fixed
 cell, at most 1000 steps. Both are scored with the same coordinate MAE against the DFT-relaxed
-structures (minimum image, vacancy nodes excluded). CHGNet results are cached per structure in
-``benchmarks/results/chgnet-<split>.json`` so an interrupted run resumes. Speed is compared per
+structures (minimum image, vacancy nodes excluded). CHGNet results are cached per structure
+(with the chgnet version and torch threads that timed them) in ``--chgnet-cache``, by default
+``benchmarks/results/chgnet-<split>.json``, so an interrupted run resumes; a new file re-times
+CHGNet beside DefiNet in one run. Speed is compared per
 structure on the same structures: CHGNet's relaxation wall time against DefiNet's
 ``Predictor.predict`` end to end (graph building included, one structure at a time).
 Exits non-zero when DefiNet is worse than doing nothing on any host.
@@ -77,6 +79,18 @@ def definet_seconds(predictor, graphs) -> float:
     return (time.perf_counter() - start) / len(structures)
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _calculator(cls):
     if "calc" not in _CALC:
         _CALC["calc"] = cls(use_device="cpu")
@@ -108,7 +122,13 @@ def chgnet_side(
             )
             pos, seconds, steps = chgnet_relax(structure)
             err = np.abs(minimum_image(pos - g.y[real].numpy(), cell))
-            cache[key] = {"mae": float(err.mean()), "seconds": seconds, "steps": steps}
+            cache[key] = {
+                "mae": float(err.mean()),
+                "seconds": seconds,
+                "steps": steps,
+                "chgnet": _version("chgnet"),
+                "torch_threads": _torch_threads(),
+            }
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             cache_file.write_text(json.dumps(cache, indent=1))
             print(
@@ -142,6 +162,11 @@ def main() -> int:
         action="store_true",
         help="report only the CHGNet relaxations already in the cache",
     )
+    parser.add_argument(
+        "--chgnet-cache",
+        default=None,
+        help="CHGNet results per structure (default: benchmarks/results/chgnet-<split>.json)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if not Path(args.data_root).exists():
@@ -160,6 +185,7 @@ def main() -> int:
     print(
         f"command: python benchmarks/accuracy.py --checkpoint {checkpoint} --split {args.split} "
         f"--chgnet-per-host {args.chgnet_per_host}{' --skip-chgnet' if args.skip_chgnet else ''}"
+        + (f" --chgnet-cache {args.chgnet_cache}" if args.chgnet_cache else "")
     )
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -168,14 +194,12 @@ def main() -> int:
     start = time.perf_counter()
     result = evaluate_graphs(model, graphs, batch_size=32)
     scoring_ms = 1000 * (time.perf_counter() - start) / len(graphs)
+    cache_file = Path(args.chgnet_cache or RESULTS / f"chgnet-{args.split}.json")
     chgnet = (
         {}
         if args.skip_chgnet
         else chgnet_side(
-            graphs,
-            args.chgnet_per_host,
-            RESULTS / f"chgnet-{args.split}.json",
-            cached_only=args.chgnet_cached_only,
+            graphs, args.chgnet_per_host, cache_file, cached_only=args.chgnet_cached_only
         )
     )
 
@@ -222,7 +246,11 @@ def main() -> int:
         f"time, on those structures; batched scoring of all {len(graphs)}: {scoring_ms:.1f} ms each"
     )
     if args.json:
-        result |= {"checkpoint": str(checkpoint), "scoring_ms_per_structure": scoring_ms}
+        result |= {
+            "checkpoint": str(checkpoint),
+            "scoring_ms_per_structure": scoring_ms,
+            "chgnet_cache": None if args.skip_chgnet else str(cache_file),
+        }
         Path(args.json).write_text(json.dumps(result, indent=2))
     if failed:
         print(f"FAIL: DefiNet is worse than doing nothing on {failed}")

@@ -434,3 +434,16 @@ def test_cli_trains_a_yaml_config_with_overrides(tmp_path: Path, tiny_dataset: P
     assert json.loads(payload["train_config"])["threads"] == 1
     model, _, _ = load_model(out / "best.pt")
     assert model.config.tensor_channels == 4 and model.layers[0].tensor_message is not None
+
+
+def test_predictions_are_ordinary_tensors() -> None:
+    """Prediction runs in inference mode for speed, but hands out tensors that autograd may
+    use afterwards (an inference tensor cannot be saved for a backward pass)."""
+    from definet.nn import DefiNet
+
+    model = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0))
+    (pred, *_) = predicted_coordinates(model, graphs(2), batch_size=2)
+    assert pred.dtype == torch.float64 and not torch.is_inference(pred)
+    weight = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    (weight * pred).sum().backward()  # saves ``pred`` for the backward pass
+    assert weight.grad is not None
