@@ -86,10 +86,12 @@ def phase(name: str, args: argparse.Namespace) -> dict:
     import torch
     from torch_geometric.loader import DataLoader
 
+    from definet.allocator import keep_freed_memory
     from definet.nn import DefiNet
     from definet.train import predict_batch
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as Predictor and the trainer do
     torch.manual_seed(0)
     device = torch.device(args.device)
     cfg, graphs = load_graphs(args.config, args.data_root, args.split, args.host, 96)
@@ -108,7 +110,7 @@ def phase(name: str, args: argparse.Namespace) -> dict:
             DataLoader(graphs[:64] if batch_size > 1 else graphs[:20], batch_size=batch_size)
         )
         batches = [b.to(device) for b in batches]
-        with torch.no_grad():
+        with torch.inference_mode():  # as Predictor does
             predict_batch(model, batches[0])
             if device.type == "cuda":
                 torch.cuda.synchronize()
