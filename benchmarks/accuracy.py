@@ -79,16 +79,17 @@ def definet_seconds(predictor, graphs) -> float:
     return (time.perf_counter() - start) / len(structures)
 
 
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
+def _read_cache(cache_file: Path) -> dict:
+    """The cached CHGNet results, ``{}`` when there are none yet."""
+    if not cache_file.exists():
+        return {}
+    try:
+        return json.loads(cache_file.read_text())
+    except json.JSONDecodeError as err:
+        sys.exit(
+            f"{cache_file}: not a CHGNet cache (JSON of host/atoms_id -> results): {err}; "
+            "move it away or pass another --chgnet-cache"
+        )
 
 
 def _calculator(cls):
@@ -101,11 +102,15 @@ def chgnet_side(
     graphs, per_host: int, cache_file: Path, cached_only: bool = False
 ) -> dict[str, dict]:
     """CHGNet MAE and seconds per structure for the first ``per_host`` graphs of each host."""
+    from importlib.metadata import version
+
+    import torch
     from pymatgen.core import Lattice, Structure
 
     from definet.metrics import minimum_image
 
-    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    cache = _read_cache(cache_file)
+    timed_with = {"chgnet": version("chgnet"), "torch_threads": torch.get_num_threads()}
     by_host: dict[str, list] = {}
     for g in sorted(graphs, key=lambda g: (g.host, g.atoms_id)):
         by_host.setdefault(g.host, []).append(g)
@@ -126,11 +131,11 @@ def chgnet_side(
                 "mae": float(err.mean()),
                 "seconds": seconds,
                 "steps": steps,
-                "chgnet": _version("chgnet"),
-                "torch_threads": _torch_threads(),
-            }
+            } | timed_with
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            cache_file.write_text(json.dumps(cache, indent=1))
+            partial = cache_file.with_name(cache_file.name + ".partial")
+            partial.write_text(json.dumps(cache, indent=1))
+            partial.replace(cache_file)  # an interrupted write leaves the old cache whole
             print(
                 f"  CHGNet {key}: MAE {cache[key]['mae']:.4f} A, {steps} steps, {seconds:.0f} s",
                 flush=True,

@@ -91,7 +91,7 @@ def phase(name: str, args: argparse.Namespace) -> dict:
     from definet.train import predict_batch
 
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as Predictor and the trainer do
+    keep_freed_memory()  # as prediction and the trainer do
     torch.manual_seed(0)
     device = torch.device(args.device)
     cfg, graphs = load_graphs(args.config, args.data_root, args.split, args.host, 96)

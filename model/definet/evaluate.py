@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from definet.allocator import keep_freed_memory
 from definet.checkpoint import file_sha256, load_model
 from definet.data.dataset import load_split
 from definet.predict import resolve_checkpoint
@@ -24,7 +23,6 @@ def evaluate_checkpoint(
 ) -> dict:
     """``{"hosts": {...}, "overall": {...}, "checkpoint": ..., "split": ...}`` for one split."""
     checkpoint = resolve_checkpoint(checkpoint)
-    keep_freed_memory()
     model, graph_settings, _ = load_model(checkpoint)
     graphs = load_split(
         data_root, split, settings=graph_settings, hosts=hosts, skip_bad=skip_bad, progress=progress

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Element, Structure
 
-from definet.allocator import keep_freed_memory
 from definet.checkpoint import file_sha256, load_model
 from definet.data.graphs import structure_to_graph
 from definet.data.markers import MARKER_KEY, VACANCY, mark_defects, markers_of
@@ -83,7 +82,6 @@ class Predictor:
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto") -> None:
         self.checkpoint = resolve_checkpoint(checkpoint)
         self.device = pick_device(device)
-        keep_freed_memory()  # half the CPU time of a forward pass otherwise (definet.allocator)
         self.model, self.graph_settings, self.metadata = load_model(self.checkpoint)
         self.model.to(self.device)
         self.checkpoint_sha256 = file_sha256(self.checkpoint)

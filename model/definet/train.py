@@ -290,9 +290,10 @@ def predicted_batches(
     on the CPU, the coordinates in float64."""
     if model.training:  # eval() walks every submodule: 11 ms per call on the shipped model
         model.eval()
+    keep_freed_memory()  # once per process (definet.allocator)
     for batch in DataLoader(list(graphs), batch_size=batch_size):
-        # inference mode skips autograd's bookkeeping (faster than no_grad on these many small
-        # ops); the copy out of it is an ordinary tensor that autograd may use later
+        # inference mode skips all of autograd's bookkeeping, version counters too; the copy
+        # out of it is an ordinary tensor that autograd may use later
         with torch.inference_mode():
             pred = predict_batch(model, batch.to(device))
         yield batch.cpu(), pred.to("cpu", torch.float64, copy=True)

@@ -57,3 +57,12 @@ def test_timed_predictions_match_the_scored_ones(accuracy, checkpoint: Path) -> 
     assert np.allclose(relaxed.cart_coords, scored[real], atol=1e-5)
     seconds = accuracy.definet_seconds(predictor, [graph, dataset_graph(seed=5)])
     assert 0 < seconds < 10
+
+
+def test_a_corrupt_chgnet_cache_is_named_not_overwritten(accuracy, tmp_path: Path) -> None:
+    cache = tmp_path / "chgnet-val.json"
+    cache.write_text('{"MoS2/a": {"mae": 0.1')  # cut off mid-write
+    with pytest.raises(SystemExit, match="chgnet-val.json: not a CHGNet cache"):
+        accuracy._read_cache(cache)
+    assert cache.read_text() == '{"MoS2/a": {"mae": 0.1'
+    assert accuracy._read_cache(tmp_path / "absent.json") == {}
