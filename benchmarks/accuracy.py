@@ -180,8 +180,8 @@ def main() -> int:
     import torch
 
     from definet.data.dataset import load_split
+    from definet.inference import evaluate_graphs
     from definet.predict import Predictor, default_checkpoint
-    from definet.train import evaluate_graphs
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     predictor = Predictor(checkpoint, device="cpu")  # loads the model once

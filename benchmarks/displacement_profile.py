@@ -100,9 +100,9 @@ def displacements(
     from definet.data.augment import host_site_elements
     from definet.data.dataset import load_split
     from definet.data.markers import PRISTINE, VACANCY
+    from definet.inference import predicted_coordinates
     from definet.metrics import graph_errors, minimum_image
     from definet.predict import resolve_checkpoint
-    from definet.train import predicted_coordinates
 
     model, settings, _ = load_model(resolve_checkpoint(checkpoint))
     graphs = load_split(data_root, split, settings=settings, hosts=hosts, progress=False)

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from definet.checkpoint import load_averaged
     from definet.data.dataset import load_split
     from definet.distill import load_teacher
-    from definet.train import predicted_coordinates
+    from definet.inference import predicted_coordinates
 
     reference_model, settings, _ = load_averaged(args.reference)  # the graph that serves them
     graphs = load_split(args.data_root, args.split, settings, hosts=args.host, progress=False)

@@ -32,7 +32,7 @@ TRAIN_BATCHES = 12  # 2 warm-up + 10 timed
 
 def load_graphs(config_path: str, data_root: str, split: str, host: str, n: int):
     from definet.data.dataset import load_split
-    from definet.train import TrainConfig
+    from definet.train_config import TrainConfig
 
     cfg = TrainConfig.from_yaml(config_path)
     graphs = load_split(data_root, split, cfg.graph, hosts=[host], progress=False)[:n]
@@ -45,7 +45,8 @@ def train_phase(model, cfg, graphs: list, device) -> dict:
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from torch_geometric.loader import DataLoader
 
-    from definet.train import coordinate_loss, predict_batch
+    from definet.inference import predict_batch
+    from definet.losses import coordinate_loss
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
@@ -87,8 +88,8 @@ def phase(name: str, args: argparse.Namespace) -> dict:
     from torch_geometric.loader import DataLoader
 
     from definet.allocator import keep_freed_memory
+    from definet.inference import predict_batch
     from definet.nn import DefiNet
-    from definet.train import predict_batch
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as prediction and the trainer do

@@ -28,7 +28,7 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"the shared DefiNet dataset is absent ({DATA}); nothing to measure")
     from definet.data.dataset import load_split
-    from definet.train import TrainConfig
+    from definet.train_config import TrainConfig
 
     settings = TrainConfig.from_yaml(args.config).graph
     print(

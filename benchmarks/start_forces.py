@@ -28,7 +28,7 @@ def largest_forces(checkpoint: str, data_root: Path, split: str, loss) -> dict[s
     """Host -> largest force (eV/A) on each predicted structure of ``split``."""
     from definet.checkpoint import load_model
     from definet.data.dataset import load_split
-    from definet.train import predicted_batches
+    from definet.inference import predicted_batches
 
     model, settings, _ = load_model(checkpoint)
     by_host: dict[str, list[float]] = {}

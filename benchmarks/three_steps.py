@@ -67,7 +67,7 @@ def stage_export(store: str, dataset: Path) -> None:
 
 
 def stage_finetune() -> Path:
-    from definet.train import TrainConfig
+    from definet.train_config import TrainConfig
 
     _definet("train", "--config", str(FINETUNE), "--quiet")
     return ROOT / TrainConfig.from_yaml(FINETUNE).out_dir / "best.pt"

@@ -59,7 +59,8 @@ def train(
     """Train DefiNet (resumes from OUT_DIR/last.pt when it exists)."""
     import logging
 
-    from definet.train import TrainConfig, train_from_config
+    from definet.train import train_from_config
+    from definet.train_config import TrainConfig
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO)
     cfg = TrainConfig.from_yaml(config)

@@ -38,7 +38,7 @@ from definet.checkpoint import (
 from definet.data.graphs import GraphSettings
 from definet.nn.definet import DefiNetConfig
 from definet.predict import DEFAULT_CHECKPOINT
-from definet.train import read_config_settings
+from definet.train_config import read_config_settings
 
 DATA_CITATION = (
     "DefiNet dataset, Ziduo Yang and Lei Shen, Zenodo record 14027373, licence CC BY 4.0; "
@@ -75,7 +75,7 @@ def member_card(checkpoint: str, config_path: str, meta: dict[str, Any]) -> dict
 def routed_validation(path: Path, data_root: str) -> dict:
     """Validation figures of a shipped (routed) checkpoint on the val split."""
     from definet.data.dataset import load_split
-    from definet.train import evaluate_graphs
+    from definet.inference import evaluate_graphs
 
     model, graph, _ = load_model(path)
     return evaluate_graphs(model, load_split(data_root, "val", settings=graph, progress=False))

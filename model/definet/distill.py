@@ -4,7 +4,7 @@ An ensemble of DefiNets predicts better than any one of them but costs one forwa
 A single student trained on the teacher's predictions for many more configurations than DFT
 relaxed (:func:`definet.data.augment.shuffle_defects` of the training structures) learns the
 teacher's map where the DFT data are sparse; training mixes these with the DFT-labelled
-structures (``teacher`` in :class:`definet.train.TrainConfig`).
+structures (``teacher`` in :class:`definet.train_config.TrainConfig`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def teacher_labelled(
 ) -> list[Data]:
     """``copies`` defect-shuffled copies of every graph, their targets ``y`` predicted by
     ``teacher`` (vacancy nodes keep their sites, as in DFT-labelled graphs)."""
-    from definet.train import predicted_coordinates
+    from definet.inference import predicted_coordinates
 
     rng = np.random.default_rng(seed)
     sites = host_site_elements(graphs)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from definet.checkpoint import file_sha256, load_model
 from definet.data.dataset import load_split
+from definet.inference import evaluate_graphs
 from definet.predict import resolve_checkpoint
-from definet.train import evaluate_graphs
 
 TABLE_COLUMNS = ("n", "mae", "dummy_mae", "ratio", "local_mae_3A", "displacement_error")
 

@@ -13,8 +13,8 @@ from pymatgen.core import Element, Structure
 from definet.checkpoint import file_sha256, load_model
 from definet.data.graphs import structure_to_graph
 from definet.data.markers import MARKER_KEY, VACANCY, mark_defects, markers_of
+from definet.inference import pick_device, predicted_coordinates
 from definet.nn.definet import OutOfDistributionWarning
-from definet.train import pick_device, predicted_coordinates
 
 __all__ = [
     "DEFAULT_CHECKPOINT",

@@ -1,4 +1,5 @@
-"""Training loop: AdamW (amsgrad), ReduceLROnPlateau, clipping, EMA, early stopping, resume.
+"""Training loop: AdamW (amsgrad), ReduceLROnPlateau or cosine, clipping, EMA, early stopping,
+resume. Settings: :mod:`definet.train_config`; losses: :mod:`definet.losses`.
 
 A run directory holds ``last.pt`` (full training state, written every ``checkpoint_every`` steps
 and at each validation), ``best.pt`` (EMA weights of the best validation MAE) and ``log.jsonl``.
@@ -12,8 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,165 +23,17 @@ import yaml
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
-from torch_geometric.utils import unbatch
 
 from definet.allocator import keep_freed_memory
 from definet.checkpoint import FORMAT_VERSION, model_payload, read_checkpoint, save_atomic
-from definet.data.graphs import GraphSettings, edge_shifts
 from definet.data.markers import VACANCY
-from definet.forcefield_loss import FORCE_FIELDS, ForceFieldLoss, ForceFieldTerms
-from definet.metrics import graph_errors, summarize_by_host
-from definet.nn import DefiNet, DefiNetConfig, load_pretrained
+from definet.forcefield_loss import ForceFieldLoss, ForceFieldTerms
+from definet.inference import evaluate_graphs, pick_device, predict_batch
+from definet.losses import host_loss_weights, training_loss
+from definet.nn import DefiNet, load_pretrained
+from definet.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; ``definet train --config FILE.yaml`` reads this."""
-
-    data_root: str = "../shared/data/definet-dataset"
-    out_dir: str = "runs/definet"
-    hosts: list[str] | None = None
-    max_per_host: int | None = None
-    model: DefiNetConfig = field(default_factory=DefiNetConfig)
-    graph: GraphSettings = field(default_factory=GraphSettings)
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 100
-    max_steps: int | None = None
-    max_hours: float | None = None
-    grad_clip: float = 10.0
-    ema_decay: float = 0.999
-    schedule: str = "plateau"
-    warmup_steps: int = 0
-    plateau_factor: float = 0.5
-    plateau_patience: int = 3
-    min_lr: float = 1e-5
-    early_stop_patience: int = 10
-    val_every: int | None = None
-    checkpoint_every: int = 200
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    cache_dir: str | None = None
-    skip_bad: bool = False
-    init_from: str | None = None
-    #: Weight of :func:`bond_loss` added to the coordinate loss (0: coordinates only). Forces
-    #: follow from neighbour separations, so stiff hosts (hBN) need them more precise than MAE.
-    bond_loss_weight: float = 0.0
-    #: Standard deviation (A) of Gaussian noise added to the unrelaxed coordinates of the real
-    #: atoms of every training batch (targets unchanged; 0: none). Every epoch then shows the
-    #: model new starting points around each structure, a regulariser against memorising them.
-    position_noise: float = 0.0
-    #: Divide each training atom's error by its host's do-nothing MAE on the training structures
-    #: (rescaled so that doing nothing still scores the overall do-nothing MAE). The loss then
-    #: follows the per-host ratio the accuracy target is stated in, instead of favouring the
-    #: hosts whose atoms move most; validation scores the mean per-host ratio to match.
-    host_balanced_loss: bool = False
-    #: Weights of the force-field terms (:mod:`definet.forcefield_loss`) under
-    #: ``loss_force_field``: the predictions' energy above the target (A per eV/atom) and their
-    #: mean residual force (A per eV/A). Errors along stiff modes cost more. Use them only where
-    #: that force field made the targets (pipeline data relaxed with CHGNet), not on DFT data.
-    energy_loss_weight: float = 0.0
-    force_loss_weight: float = 0.0
-    loss_force_field: str = "CHGNet"
-    #: Checkpoint(s) of a teacher (several are averaged): ``teacher_copies`` defect-shuffled
-    #: copies of every training structure (:mod:`definet.distill`), labelled by its
-    #: predictions, join the DFT-labelled ones, their errors weighted by ``teacher_weight``.
-    teacher: str | list[str] | None = None
-    teacher_copies: int = 4
-    teacher_weight: float = 1.0
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(
-                f"unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
-        raw = dict(raw)
-        raw["model"] = DefiNetConfig(**raw.get("model", {}))
-        raw["graph"] = GraphSettings(**raw.get("graph", {}))
-        config = cls(**raw)
-        if config.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
-        for name in (
-            "bond_loss_weight",
-            "energy_loss_weight",
-            "force_loss_weight",
-            "position_noise",
-            "teacher_copies",
-            "teacher_weight",
-        ):
-            if getattr(config, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
-        if config.uses_force_field and config.loss_force_field not in FORCE_FIELDS:
-            raise ValueError(
-                f"loss_force_field must be one of {FORCE_FIELDS}, got {config.loss_force_field!r}"
-            )
-        if config.schedule == "cosine" and not config.max_steps:
-            raise ValueError("schedule 'cosine' needs max_steps (the length of the decay)")
-        return config
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        """Read a YAML config. ``extends: <file>`` (relative to this one) starts from another
-        config and overrides its keys; ``model`` and ``graph`` are merged key by key."""
-        path = Path(path)
-        raw = read_config_settings(path)
-        try:
-            config = cls.from_dict(raw)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from exc
-        if not Path(config.data_root).is_absolute():
-            config.data_root = (
-                str((path.parent / config.data_root).resolve())
-                if (path.parent / config.data_root).exists()
-                else config.data_root
-            )
-        return config
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def uses_force_field(self) -> bool:
-        return bool(self.energy_loss_weight or self.force_loss_weight)
-
-    def force_field_objective(self, terms: ForceFieldTerms) -> torch.Tensor | float:
-        """The weighted force-field terms added to the coordinate loss."""
-        total = self.energy_loss_weight * terms.excess_energy
-        if self.force_loss_weight:
-            total = total + self.force_loss_weight * terms.residual_force
-        return total
-
-
-def read_config_settings(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The settings of a YAML training config with its ``extends`` chain resolved."""
-    if path.resolve() in seen:
-        raise ValueError(f"{path}: 'extends' loops back to this file")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read training config ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a training config is a mapping of settings")
-    base = raw.pop("extends", None)
-    if base is None:
-        return raw
-    merged = read_config_settings(path.parent / base, (*seen, path.resolve()))
-    for key, value in raw.items():
-        nested = key in ("model", "graph") and isinstance(value, dict)
-        merged[key] = {**merged.get(key, {}), **value} if nested else value
-    return merged
-
-
-#: Learning-rate schedules: ``plateau`` halves on stalled validation MAE; ``cosine`` decays from
-#: ``lr`` to ``min_lr`` over ``max_steps`` (after ``warmup_steps`` of linear warm-up).
-SCHEDULES = ("plateau", "cosine")
 
 
 def cosine_lr(step: int, config: TrainConfig) -> float:
@@ -194,129 +46,11 @@ def cosine_lr(step: int, config: TrainConfig) -> float:
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def predict_batch(model: DefiNet, batch: Data) -> torch.Tensor:
-    """Predicted coordinates of every node of a (batched) graph."""
-    return model(
-        batch.z,
-        batch.marker,
-        batch.pos,
-        batch.edge_index,
-        edge_shifts(batch),
-        batch.batch,
-        batch.num_graphs,
-    )
-
-
-def coordinate_loss(
-    pred: torch.Tensor, batch: Data, host_weights: dict[str, float] | None = None
-) -> torch.Tensor:
-    """Mean absolute coordinate error over real (non-vacancy) atoms, each host's atoms scaled by
-    ``host_weights`` when given (:func:`host_loss_weights`) and each graph's by its
-    ``target_weight`` where graphs carry one (teacher-labelled ones, :mod:`definet.distill`)."""
-    real = batch.marker != VACANCY
-    error = (pred[real] - batch.y[real].to(pred.dtype)).abs()
-    per_graph = None
-    if host_weights is not None:
-        per_graph = torch.tensor(
-            [host_weights[h] for h in batch.host], dtype=pred.dtype, device=pred.device
-        )
-    if "target_weight" in batch:
-        weight = batch.target_weight.to(pred.dtype)
-        per_graph = weight if per_graph is None else per_graph * weight
-    if per_graph is not None:
-        error = error * per_graph[batch.batch[real]].unsqueeze(-1)
-    return error.mean()
-
-
-def bond_loss(pred: torch.Tensor, batch: Data) -> torch.Tensor:
-    """Mean absolute error of the neighbour separations ``r_j - r_i`` over graph edges between
-    real atoms (the cell is fixed, so an edge's periodic shift cancels in the difference)."""
-    src, dst = batch.edge_index
-    real = (batch.marker[src] != VACANCY) & (batch.marker[dst] != VACANCY)
-    src, dst = src[real], dst[real]
-    target = batch.y.to(pred.dtype)
-    return ((pred[dst] - pred[src]) - (target[dst] - target[src])).abs().mean()
-
-
 def noisy_start(batch: Data, sigma: float) -> torch.Tensor:
     """Unrelaxed coordinates with Gaussian noise of ``sigma`` A on every real atom (a new
     tensor: the dataset's graphs are never changed); vacancy nodes stay at their sites."""
     real = (batch.marker != VACANCY).unsqueeze(-1).to(batch.pos.dtype)
     return batch.pos + sigma * torch.randn_like(batch.pos) * real
-
-
-def host_loss_weights(graphs: Sequence[Data]) -> dict[str, float]:
-    """Per-host weights ``D / d_host`` of :func:`coordinate_loss`, where ``d_host`` is the host's
-    do-nothing MAE (mean ``|y - pos|`` over its real atoms) and ``D`` that of all atoms, so
-    that doing nothing costs ``D`` with or without the weights."""
-    total: dict[str, float] = {}
-    count: dict[str, int] = {}
-    for g in graphs:
-        real = g.marker != VACANCY
-        total[g.host] = total.get(g.host, 0.0) + float((g.y[real] - g.pos[real]).abs().sum())
-        count[g.host] = count.get(g.host, 0) + 3 * int(real.sum())
-    moved = {host: total[host] / count[host] for host in total}
-    still = sorted(host for host, mae in moved.items() if mae <= 0)
-    if still:
-        raise ValueError(f"host_balanced_loss: hosts {still} have no displacement to scale by")
-    overall = sum(total.values()) / sum(count.values())
-    return {host: overall / mae for host, mae in moved.items()}
-
-
-def training_loss(
-    pred: torch.Tensor,
-    batch: Data,
-    bond_weight: float = 0.0,
-    host_weights: dict[str, float] | None = None,
-) -> torch.Tensor:
-    """Coordinate loss (each host's atoms scaled by ``host_weights``, when given) plus
-    ``bond_weight`` times the bond loss."""
-    loss = coordinate_loss(pred, batch, host_weights)
-    if bond_weight:
-        loss = loss + bond_weight * bond_loss(pred, batch)
-    return loss
-
-
-def predicted_batches(
-    model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
-) -> Iterator[tuple[Data, torch.Tensor]]:
-    """``(batch, predicted coordinates)`` over ``graphs`` in eval mode, without gradients; both
-    on the CPU, the coordinates in float64."""
-    if model.training:  # eval() walks every submodule: 11 ms per call on the shipped model
-        model.eval()
-    keep_freed_memory()  # once per process (definet.allocator)
-    for batch in DataLoader(list(graphs), batch_size=batch_size):
-        # inference mode skips all of autograd's bookkeeping, version counters too; the copy
-        # out of it is an ordinary tensor that autograd may use later
-        with torch.inference_mode():
-            pred = predict_batch(model, batch.to(device))
-        yield batch.cpu(), pred.to("cpu", torch.float64, copy=True)
-
-
-def predicted_coordinates(
-    model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
-) -> list[torch.Tensor]:
-    """The predicted coordinates of each of ``graphs``, in their order (float64, on the CPU)."""
-    out: list[torch.Tensor] = []
-    for batch, pred in predicted_batches(model, graphs, batch_size, device):
-        out.extend(unbatch(pred, batch.batch, batch_size=batch.num_graphs))
-    return out
-
-
-def evaluate_graphs(
-    model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
-) -> dict:
-    """Per-host and overall errors of ``model`` on graphs carrying targets ``y``."""
-    predictions = predicted_coordinates(model, graphs, batch_size, device)
-    return summarize_by_host(
-        graph_errors(graph, pred) for graph, pred in zip(graphs, predictions, strict=True)
-    )
 
 
 class Trainer:

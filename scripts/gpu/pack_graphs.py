@@ -17,7 +17,7 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.data.separate import separate
 
-from definet.train import TrainConfig
+from definet.train_config import TrainConfig
 
 STRINGS = ("host", "atoms_id")
 

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pack_graphs import unpack  # noqa: E402
 
 from definet.checkpoint import read_checkpoint  # noqa: E402
-from definet.train import TrainConfig, Trainer  # noqa: E402
+from definet.train import Trainer  # noqa: E402
+from definet.train_config import TrainConfig  # noqa: E402
 
 PROBE_STEPS = 60
 FINISH_S = 30  # last validation and save

@@ -105,7 +105,8 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     from definet.data.graphs import GraphSettings, structure_to_graph
     from definet.data.markers import mark_defects, pristine_supercell
     from definet.nn import DefiNetConfig
-    from definet.train import TrainConfig, Trainer
+    from definet.train import Trainer
+    from definet.train_config import TrainConfig
     from tests.model.conftest import make_defect_pair, mos2_unit_cell
 
     torch.manual_seed(0)

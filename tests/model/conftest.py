@@ -14,8 +14,8 @@ from torch_geometric.data import Batch
 from definet.checkpoint import model_payload, save_atomic
 from definet.data.graphs import GraphSettings, structure_to_graph
 from definet.data.markers import mark_defects, pristine_supercell
+from definet.inference import predict_batch
 from definet.nn import DefiNet, DefiNetConfig
-from definet.train import predict_batch
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -11,8 +11,8 @@ from torch_geometric.data import Batch
 
 from definet.data.graphs import GraphSettings, structure_to_graph
 from definet.data.markers import mark_defects, pristine_supercell
+from definet.inference import predict_batch
 from definet.predict import Predictor
-from definet.train import predict_batch
 from tests.repo_scripts import load_benchmark
 
 from .conftest import make_defect_pair, mos2_unit_cell, tiny_checkpoint

@@ -14,7 +14,9 @@ from definet.data.augment import host_site_elements, shuffle_defects, site_keys
 from definet.data.graphs import GraphSettings
 from definet.data.markers import PRISTINE, SUBSTITUTION, VACANCY
 from definet.distill import cached_teacher_labelled, load_teacher, teacher_labelled
-from definet.train import Trainer, coordinate_loss, predict_batch
+from definet.inference import predict_batch
+from definet.losses import coordinate_loss
+from definet.train import Trainer
 
 from .conftest import tiny_checkpoint
 from .test_train import config, graphs

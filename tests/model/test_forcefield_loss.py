@@ -12,7 +12,8 @@ from torch_geometric.data import Batch
 
 from definet.data.markers import VACANCY
 from definet.forcefield_loss import ForceFieldLoss
-from definet.train import TrainConfig, Trainer
+from definet.train import Trainer
+from definet.train_config import TrainConfig
 
 from .test_train import config, graphs
 

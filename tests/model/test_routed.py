@@ -21,7 +21,8 @@ from definet.data.graphs import GraphSettings, edge_shifts, structure_to_graph
 from definet.data.markers import strip_vacancies
 from definet.nn import DensityRoutedDefiNet
 from definet.predict import Predictor
-from definet.train import TrainConfig, Trainer, cosine_lr
+from definet.train import Trainer, cosine_lr
+from definet.train_config import TrainConfig
 
 from .conftest import SMALL_GRAPH as SETTINGS
 from .conftest import SMALL_NET as CONFIG

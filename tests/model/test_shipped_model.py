@@ -13,8 +13,8 @@ from torch_geometric.data import Batch
 from definet.checkpoint import load_model
 from definet.data.dataset import load_split
 from definet.data.markers import VACANCY
+from definet.inference import predict_batch
 from definet.predict import DEFAULT_CHECKPOINT
-from definet.train import predict_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "hBN_spin_500"  # high density: served by member 2, the ensemble

@@ -11,18 +11,11 @@ import torch
 from definet.checkpoint import CheckpointError, load_model, read_checkpoint, save_atomic
 from definet.data.graphs import GraphSettings, structure_to_graph
 from definet.data.markers import VACANCY, mark_defects, pristine_supercell
+from definet.inference import evaluate_graphs, predicted_coordinates
+from definet.losses import bond_loss, coordinate_loss, host_loss_weights, training_loss
 from definet.nn import DefiNetConfig
-from definet.train import (
-    TrainConfig,
-    Trainer,
-    bond_loss,
-    coordinate_loss,
-    evaluate_graphs,
-    host_loss_weights,
-    noisy_start,
-    predicted_coordinates,
-    training_loss,
-)
+from definet.train import Trainer, noisy_start
+from definet.train_config import TrainConfig
 
 from .conftest import make_defect_pair, mos2_unit_cell
 

@@ -1,0 +1,74 @@
+"""Training losses: coordinate errors over real atoms, optionally host-balanced, plus neighbour
+separations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch_geometric.data import Data
+
+from definet.data.markers import VACANCY
+
+
+def coordinate_loss(
+    pred: torch.Tensor, batch: Data, host_weights: dict[str, float] | None = None
+) -> torch.Tensor:
+    """Mean absolute coordinate error over real (non-vacancy) atoms, each host's atoms scaled by
+    ``host_weights`` when given (:func:`host_loss_weights`) and each graph's by its
+    ``target_weight`` where graphs carry one (teacher-labelled ones, :mod:`definet.distill`)."""
+    real = batch.marker != VACANCY
+    error = (pred[real] - batch.y[real].to(pred.dtype)).abs()
+    per_graph = None
+    if host_weights is not None:
+        per_graph = torch.tensor(
+            [host_weights[h] for h in batch.host], dtype=pred.dtype, device=pred.device
+        )
+    if "target_weight" in batch:
+        weight = batch.target_weight.to(pred.dtype)
+        per_graph = weight if per_graph is None else per_graph * weight
+    if per_graph is not None:
+        error = error * per_graph[batch.batch[real]].unsqueeze(-1)
+    return error.mean()
+
+
+def bond_loss(pred: torch.Tensor, batch: Data) -> torch.Tensor:
+    """Mean absolute error of the neighbour separations ``r_j - r_i`` over graph edges between
+    real atoms (the cell is fixed, so an edge's periodic shift cancels in the difference)."""
+    src, dst = batch.edge_index
+    real = (batch.marker[src] != VACANCY) & (batch.marker[dst] != VACANCY)
+    src, dst = src[real], dst[real]
+    target = batch.y.to(pred.dtype)
+    return ((pred[dst] - pred[src]) - (target[dst] - target[src])).abs().mean()
+
+
+def host_loss_weights(graphs: Sequence[Data]) -> dict[str, float]:
+    """Per-host weights ``D / d_host`` of :func:`coordinate_loss`, where ``d_host`` is the host's
+    do-nothing MAE (mean ``|y - pos|`` over its real atoms) and ``D`` that of all atoms, so
+    that doing nothing costs ``D`` with or without the weights."""
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for g in graphs:
+        real = g.marker != VACANCY
+        total[g.host] = total.get(g.host, 0.0) + float((g.y[real] - g.pos[real]).abs().sum())
+        count[g.host] = count.get(g.host, 0) + 3 * int(real.sum())
+    moved = {host: total[host] / count[host] for host in total}
+    still = sorted(host for host, mae in moved.items() if mae <= 0)
+    if still:
+        raise ValueError(f"host_balanced_loss: hosts {still} have no displacement to scale by")
+    overall = sum(total.values()) / sum(count.values())
+    return {host: overall / mae for host, mae in moved.items()}
+
+
+def training_loss(
+    pred: torch.Tensor,
+    batch: Data,
+    bond_weight: float = 0.0,
+    host_weights: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """Coordinate loss (each host's atoms scaled by ``host_weights``, when given) plus
+    ``bond_weight`` times the bond loss."""
+    loss = coordinate_loss(pred, batch, host_weights)
+    if bond_weight:
+        loss = loss + bond_weight * bond_loss(pred, batch)
+    return loss
