@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +171,15 @@ def test_shipped_weights_fit_the_size_limit_and_load_safely() -> None:
         assert path.stat().st_size <= 25_000_000, f"{path.name}: over 25 MB"
         assert path.with_suffix(".json").is_file() and path.with_suffix(".md").is_file()
         load_model(path)  # reads through torch.load(weights_only=True)
+
+
+def test_prediction_and_evaluation_do_not_load_the_trainer() -> None:
+    """Predicting goes through :mod:`definet.inference` alone: importing ``Predictor`` and
+    ``evaluate_checkpoint`` must not pull in the training loop, its settings or its losses."""
+    code = (
+        "import sys, definet.predict, definet.evaluate; "
+        "print(sorted(m for m in sys.modules if m in "
+        "('definet.train', 'definet.train_config', 'definet.losses')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
