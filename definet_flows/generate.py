@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymatgen.core import Structure
 
 from definet_flows.defects import DefectEntry, DefectSupercellMaker
-from definet_flows.engines import EngineRelaxMaker, RelaxEngine, RelaxResult
+from definet_flows.engines import EngineRelaxMaker, RelaxEngine
+from definet_flows.relax_results import RelaxResult
 from definet_flows.schemas import RelaxOutcome
 
 if TYPE_CHECKING:

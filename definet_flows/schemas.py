@@ -27,7 +27,7 @@ __all__ = [
 
 
 class RelaxResultLike(Protocol):
-    """What ValidationDoc needs from ``definet_flows.engines.RelaxResult``."""
+    """What ValidationDoc needs from ``definet_flows.relax_results.RelaxResult``."""
 
     n_ionic_steps: int
     energy: float

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from jobflow import Flow, Maker, OnMissing, job
 
 from definet_flows.defects import DefectEntry, DefectSupercellMaker
-from definet_flows.engines import EngineRelaxMaker, RelaxEngine, RelaxResult
+from definet_flows.engines import EngineRelaxMaker, RelaxEngine
 from definet_flows.predict import DefiNetPredictMaker, checkpoint_path
+from definet_flows.relax_results import RelaxResult
 from definet_flows.schemas import ValidationDoc, make_key
 
 if TYPE_CHECKING:

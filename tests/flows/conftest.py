@@ -15,7 +15,7 @@ from definet_flows.schemas import ValidationDoc
 
 @dataclass
 class FakeRelaxResult:
-    """Stands in for ``definet_flows.engines.RelaxResult`` (same attributes)."""
+    """Stands in for ``definet_flows.relax_results.RelaxResult`` (same attributes)."""
 
     n_ionic_steps: int
     energy: float

@@ -1,4 +1,5 @@
-"""Tests of definet_flows.engines: makers, availability checks, task-document parsing.
+"""Tests of definet_flows.engines and .relax_results: makers, availability checks,
+task-document parsing.
 
 Runs real relaxations with EMT (fast), CHGNet and CP2K (slow, skipped without cp2k), and the
 VASP branch with atomate2's fake-VASP machinery fed by the real outputs in
@@ -26,9 +27,11 @@ from definet_flows.engines import (
     EngineNotAvailableError,
     EngineRelaxMaker,
     RelaxEngine,
+    make_relax_maker,
+)
+from definet_flows.relax_results import (
     RelaxResult,
     in_site_order,
-    make_relax_maker,
     relax_result_from_task_doc,
     settings_hash,
 )
@@ -244,6 +247,23 @@ def test_engine_relax_maker_flow_outputs_relax_result(cu_vacancy, tmp_path):
     assert result.converged and result.n_ionic_steps > 1
     assert result.settings["optimizer"] == "BFGS"
     assert result.settings_hash == engine.settings_hash
+
+
+def test_results_stored_before_the_module_split_still_decode(cu_vacancy, tmp_path):
+    """RelaxResult moved from definet_flows.engines to definet_flows.relax_results; job outputs
+    already in a store name the old module and must still load as RelaxResult."""
+    from monty.json import MontyDecoder, jsanitize
+
+    engine = RelaxEngine("forcefield", {"force_field": "EMT"})
+    flow = EngineRelaxMaker(engine=engine).make(cu_vacancy)
+    result = _output(_run(flow, tmp_path), flow.jobs[1])
+    stored = jsanitize(result, strict=True, allow_bson=True)
+    assert stored["@module"] == "definet_flows.relax_results"
+    stored["@module"] = "definet_flows.engines"
+    old = MontyDecoder().process_decoded(stored)
+    assert isinstance(old, RelaxResult)
+    assert old.n_ionic_steps == result.n_ionic_steps
+    assert old.final_structure == result.final_structure
 
 
 # -- forcefield: CHGNet -------------------------------------------------------------------------
