@@ -158,10 +158,17 @@ def chgnet_side(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="default: the shipped model")
-    parser.add_argument("--data-root", default=str(DATA))
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--chgnet-per-host", type=int, default=10)
-    parser.add_argument("--skip-chgnet", action="store_true")
+    parser.add_argument(
+        "--data-root", default=str(DATA), help="dataset in the official layout (dirs or .tar.gz)"
+    )
+    parser.add_argument("--split", default="val", help="val, or test where a test.csv exists")
+    parser.add_argument(
+        "--chgnet-per-host",
+        type=int,
+        default=10,
+        help="structures per host that CHGNet relaxes (its first by atoms_id)",
+    )
+    parser.add_argument("--skip-chgnet", action="store_true", help="DefiNet and do-nothing only")
     parser.add_argument(
         "--chgnet-cached-only",
         action="store_true",
@@ -172,7 +179,7 @@ def main() -> int:
         default=None,
         help="CHGNet results per structure (default: benchmarks/results/chgnet-<split>.json)",
     )
-    parser.add_argument("--json", default=None)
+    parser.add_argument("--json", default=None, help="also write the table and provenance here")
     args = parser.parse_args()
     if not Path(args.data_root).exists():
         sys.exit(f"dataset root {args.data_root} is absent; nothing to measure")
