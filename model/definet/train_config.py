@@ -50,8 +50,9 @@ class TrainConfig:
     cache_dir: str | None = None
     skip_bad: bool = False
     init_from: str | None = None
-    #: Weight of :func:`definet.losses.bond_loss` added to the coordinate loss (0: coordinates only). Forces
-    #: follow from neighbour separations, so stiff hosts (hBN) need them more precise than MAE.
+    #: Weight of :func:`definet.losses.bond_loss` added to the coordinate loss (0: coordinates
+    #: only). Forces follow from neighbour separations, so stiff hosts (hBN) need them more
+    #: precise than MAE.
     bond_loss_weight: float = 0.0
     #: Standard deviation (A) of Gaussian noise added to the unrelaxed coordinates of the real
     #: atoms of every training batch (targets unchanged; 0: none). Every epoch then shows the
