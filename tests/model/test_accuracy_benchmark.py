@@ -59,6 +59,23 @@ def test_timed_predictions_match_the_scored_ones(accuracy, checkpoint: Path) -> 
     assert 0 < seconds < 10
 
 
+def test_timing_keeps_the_median_pass(accuracy, monkeypatch) -> None:
+    """One untimed warm-up call, then ``passes`` timed passes over the structures; a pass slowed
+    by a pause of the machine does not decide the figure."""
+    calls = []
+
+    class CountingPredictor:
+        def predict(self, structures, batch_size):
+            calls.append(len(structures))
+
+    clock = iter([0.0, 1.0, 10.0, 110.0, 200.0, 202.0])  # passes of 1 s, 100 s, 2 s
+    monkeypatch.setattr(accuracy.time, "perf_counter", lambda: next(clock))
+    graphs = [dataset_graph(seed=4), dataset_graph(seed=5)]
+    seconds = accuracy.definet_seconds(CountingPredictor(), graphs, passes=3)
+    assert calls == [1] * (1 + 3 * len(graphs))
+    assert seconds == 2.0 / len(graphs)
+
+
 def test_a_corrupt_chgnet_cache_is_named_not_overwritten(accuracy, tmp_path: Path) -> None:
     cache = tmp_path / "chgnet-val.json"
     cache.write_text('{"MoS2/a": {"mae": 0.1')  # cut off mid-write
