@@ -64,6 +64,7 @@ def canonical_force_field(spec: Any) -> str:
 
 
 def short_name(force_field: str) -> str:
+    """The last part of a force field's name (``ase.calculators.emt.EMT`` -> ``EMT``)."""
     return force_field.rsplit(".", 1)[-1]
 
 

@@ -3,8 +3,8 @@
 DefiNet's per-edge tensors (a few MB each on a 200-atom structure) lie above glibc's mmap
 threshold, so every one of them is mapped fresh, zero-filled page by page by the kernel, and
 unmapped again when freed: on a 2-core virtual machine that cost InSe structures 85 ms each
-against 52-71 ms with it (the README's accuracy benchmark). Raising glibc's mmap and trim thresholds lets them reuse
-heap memory, as jemalloc or tcmalloc would.
+against 52-71 ms with it (the README's accuracy benchmark). Raising glibc's mmap and trim
+thresholds lets them reuse heap memory, as jemalloc or tcmalloc would.
 """
 
 from __future__ import annotations

@@ -105,6 +105,22 @@ def make_defect_pair(n: int = 3, seed: int = 0, c: float = 20.0) -> tuple[Struct
     return unrelaxed, relaxed_toward(unrelaxed, center, ideal[sub].coords)
 
 
+#: Graph settings of the small MoS2 pairs of :func:`defect_graphs`.
+SMALL_GRAPH = GraphSettings(cutoff=4.0, max_neighbors=12)
+
+
+def defect_graphs(n: int, offset: int = 0):
+    """Graphs (with targets) of ``n`` 3x3 MoS2 defect pairs, seeds ``offset`` .. ``offset+n-1``."""
+    out = []
+    for seed in range(offset, offset + n):
+        unrelaxed, relaxed = make_defect_pair(n=3, seed=seed)
+        ideal = pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice)
+        g = structure_to_graph(mark_defects(unrelaxed, ideal), SMALL_GRAPH, relaxed=relaxed)
+        g.host, g.atoms_id = "MoS2_test", f"s{seed}"
+        out.append(g)
+    return out
+
+
 def write_dataset(
     root: Path,
     splits: dict[str, int],

@@ -1,4 +1,5 @@
-"""definet.allocator: freed tensor memory stays in the process, so a forward pass does not\nfault its tensors in page by page."""
+"""definet.allocator: freed tensor memory stays in the process, so a forward pass does not
+fault its tensors in page by page."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from definet.inference import predict_batch
 from definet.losses import coordinate_loss
 from definet.train import Trainer
 
-from .conftest import tiny_checkpoint
-from .test_train import config, graphs
+from .conftest import defect_graphs, tiny_checkpoint
+from .test_train import config
 
 
 def sublattice_contents(graph, sites) -> dict[int, collections.Counter]:
@@ -31,7 +31,7 @@ def sublattice_contents(graph, sites) -> dict[int, collections.Counter]:
 
 
 def test_shuffle_moves_defects_within_their_sublattice() -> None:
-    data = graphs(6)
+    data = defect_graphs(6)
     sites = host_site_elements(data)["MoS2_test"]
     assert sorted(collections.Counter(sites.values()).items()) == [(16, 18), (42, 9)]
     rng = np.random.default_rng(0)
@@ -53,14 +53,14 @@ def test_shuffle_moves_defects_within_their_sublattice() -> None:
 
 
 def test_site_map_names_conflicts_and_unknown_sites() -> None:
-    first, second = graphs(2)
+    first, second = defect_graphs(2)
     clash = second.clone()
     pristine = int(torch.nonzero(clash.marker == PRISTINE)[0])
     clash.z[pristine] = 74 if int(clash.z[pristine]) != 74 else 42
     with pytest.raises(ValueError, match="does not share|do not share"):
         host_site_elements([first, clash])
     # a site substituted in every structure given has no known host element
-    only = graphs(1)
+    only = defect_graphs(1)
     sub = int(torch.nonzero(only[0].marker == SUBSTITUTION)[0])
     sites = host_site_elements(only)["MoS2_test"]
     assert site_keys(only[0])[sub] not in sites
@@ -69,7 +69,7 @@ def test_site_map_names_conflicts_and_unknown_sites() -> None:
 
 
 def test_teacher_labels_are_its_predictions(tmp_path: Path) -> None:
-    data = graphs(3)
+    data = defect_graphs(3)
     teacher = load_teacher(tiny_checkpoint(tmp_path / "t.pt"), GraphSettings(4.0, 12))
     labelled = teacher_labelled(teacher, data, copies=2, seed=1)
     assert len(labelled) == 6
@@ -85,7 +85,7 @@ def test_teacher_labels_are_its_predictions(tmp_path: Path) -> None:
 
 def test_teacher_of_several_checkpoints_is_their_mean(tmp_path: Path) -> None:
     paths = [tiny_checkpoint(tmp_path / f"t{i}.pt", seed=i) for i in range(2)]
-    graph = Batch.from_data_list(graphs(1))
+    graph = Batch.from_data_list(defect_graphs(1))
     mean = load_teacher(paths, GraphSettings(4.0, 12))
     singles = [load_teacher(p, GraphSettings(4.0, 12)) for p in paths]
     with torch.no_grad():
@@ -98,7 +98,7 @@ def test_teacher_of_several_checkpoints_is_their_mean(tmp_path: Path) -> None:
 def test_teacher_labels_are_cached_per_teacher_copies_and_seed(tmp_path, monkeypatch) -> None:
     import definet.distill as distill
 
-    data = graphs(2)
+    data = defect_graphs(2)
     teacher = tiny_checkpoint(tmp_path / "t.pt")
     calls = []
     real_load = distill.load_teacher
@@ -117,12 +117,12 @@ def test_teacher_labels_are_cached_per_teacher_copies_and_seed(tmp_path, monkeyp
     other = cached_teacher_labelled(cache, teacher, data, 3, settings, seed=0)
     assert len(calls) == 2 and len(other) == 6
     # labels of structures that are no longer among the training graphs are made again
-    cached_teacher_labelled(cache, teacher, graphs(2, offset=5), 3, settings, seed=0)
+    cached_teacher_labelled(cache, teacher, defect_graphs(2, offset=5), 3, settings, seed=0)
     assert len(calls) == 3
 
 
 def test_teacher_weight_scales_only_teacher_labelled_graphs() -> None:
-    dft, taught = graphs(2)
+    dft, taught = defect_graphs(2)
     dft.target_weight, taught.target_weight = torch.tensor([1.0]), torch.tensor([0.25])
     batch = Batch.from_data_list([dft, taught])
     pred = batch.pos.float()
@@ -136,7 +136,7 @@ def test_teacher_weight_scales_only_teacher_labelled_graphs() -> None:
 
 def test_training_with_a_teacher_joins_its_labels_and_resumes(tmp_path: Path) -> None:
     teacher = str(tiny_checkpoint(tmp_path / "t.pt"))
-    data = graphs(4)
+    data = defect_graphs(4)
     cfg = config(tmp_path / "run", epochs=1, teacher=teacher, teacher_copies=2)
     trainer = Trainer(cfg, data[:3], data[3:], progress=False)
     assert len(trainer.train_graphs) == 3 + 6
@@ -150,7 +150,7 @@ def test_training_with_a_teacher_joins_its_labels_and_resumes(tmp_path: Path) ->
 
 
 def test_a_missing_teacher_is_named(tmp_path: Path) -> None:
-    data = graphs(3)
+    data = defect_graphs(3)
     cfg = config(tmp_path / "run", teacher=["gone/best.pt"])
     with pytest.raises(FileNotFoundError, match="teacher: no checkpoint at gone/best.pt"):
         Trainer(cfg, data[:2], data[2:], progress=False)

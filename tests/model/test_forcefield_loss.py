@@ -15,7 +15,8 @@ from definet.forcefield_loss import ForceFieldLoss
 from definet.train import Trainer
 from definet.train_config import TrainConfig
 
-from .test_train import config, graphs
+from .conftest import defect_graphs
+from .test_train import config
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def force_field() -> ForceFieldLoss:
 
 
 def _batch(n: int = 2) -> Batch:
-    return Batch.from_data_list(graphs(n))
+    return Batch.from_data_list(defect_graphs(n))
 
 
 def test_excess_energy_is_zero_at_the_target_and_grows_off_it(force_field) -> None:
@@ -72,7 +73,7 @@ def test_residual_force_grows_off_the_target_and_trains_the_coordinates(force_fi
 def test_training_with_force_field_terms_scores_the_same_objective(
     tmp_path: Path, weights: dict
 ) -> None:
-    data = graphs(3)
+    data = defect_graphs(3)
     cfg = config(tmp_path, epochs=1, **weights)
     best = Trainer(cfg, data[:2], data[2:], progress=False).fit()
     assert best.exists()

@@ -8,8 +8,7 @@ import pytest
 from definet.forcefield_loss import ForceFieldLoss
 from tests.repo_scripts import load_benchmark
 
-from .conftest import tiny_checkpoint
-from .test_train import graphs
+from .conftest import defect_graphs, tiny_checkpoint
 
 
 def test_summary_shares_and_medians() -> None:
@@ -28,7 +27,7 @@ def test_forces_are_per_structure_real_atoms() -> None:
 
     from definet.data.markers import VACANCY
 
-    batch = Batch.from_data_list(graphs(2))
+    batch = Batch.from_data_list(defect_graphs(2))
     forces = ForceFieldLoss.named("CHGNet").forces(batch.y.float(), batch)
     assert [len(f) for f in forces] == [
         int(((batch.batch == i) & (batch.marker != VACANCY)).sum()) for i in range(2)

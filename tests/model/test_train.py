@@ -9,34 +9,20 @@ import pytest
 import torch
 
 from definet.checkpoint import CheckpointError, load_model, read_checkpoint, save_atomic
-from definet.data.graphs import GraphSettings, structure_to_graph
-from definet.data.markers import VACANCY, mark_defects, pristine_supercell
-from definet.inference import evaluate_graphs, predicted_coordinates
+from definet.data.markers import VACANCY
+from definet.inference import evaluate_graphs
 from definet.losses import bond_loss, coordinate_loss, host_loss_weights, training_loss
 from definet.nn import DefiNetConfig
 from definet.train import Trainer, noisy_start
 from definet.train_config import TrainConfig
 
-from .conftest import make_defect_pair, mos2_unit_cell
-
-GRAPH = GraphSettings(cutoff=4.0, max_neighbors=12)
-
-
-def graphs(n: int, offset: int = 0):
-    out = []
-    for seed in range(offset, offset + n):
-        unrelaxed, relaxed = make_defect_pair(n=3, seed=seed)
-        ideal = pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice)
-        g = structure_to_graph(mark_defects(unrelaxed, ideal), GRAPH, relaxed=relaxed)
-        g.host, g.atoms_id = "MoS2_test", f"s{seed}"
-        out.append(g)
-    return out
+from .conftest import SMALL_GRAPH, defect_graphs
 
 
 def config(out_dir: Path, **overrides) -> TrainConfig:
     base = dict(
         out_dir=str(out_dir),
-        graph=GRAPH,
+        graph=SMALL_GRAPH,
         batch_size=2,
         lr=3e-3,
         epochs=4,
@@ -52,7 +38,7 @@ def config(out_dir: Path, **overrides) -> TrainConfig:
 
 @pytest.mark.slow
 def test_overfits_a_handful_of_structures(tmp_path: Path) -> None:
-    data = graphs(2)
+    data = defect_graphs(2)
     cfg = config(
         tmp_path,
         epochs=800,
@@ -71,10 +57,10 @@ def test_overfits_a_handful_of_structures(tmp_path: Path) -> None:
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    data = graphs(3)
+    data = defect_graphs(3)
     best = Trainer(config(tmp_path, epochs=1), data[:2], data[2:], progress=False).fit()
     model, settings, meta = load_model(best)
-    assert settings == GRAPH
+    assert settings == SMALL_GRAPH
     assert meta["hosts"] == ["MoS2_test"] and meta["n_train"] == 2
     again = Trainer(config(tmp_path / "x", epochs=1), data[:2], data[2:], progress=False)
     again.model.load_state_dict(model.state_dict())
@@ -88,7 +74,7 @@ def test_bad_checkpoints_fail_clearly(tmp_path: Path) -> None:
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt"):
         load_model(junk)
-    data = graphs(2)
+    data = defect_graphs(2)
     best = Trainer(config(tmp_path / "r", epochs=1), data[:1], data[1:], progress=False).fit()
     payload = read_checkpoint(best)
     payload["model_config"]["hidden"] = 8
@@ -102,12 +88,12 @@ def test_bad_checkpoints_fail_clearly(tmp_path: Path) -> None:
 
 
 def _train_in_process(out_dir: str, max_steps: int | None) -> None:
-    data = graphs(6)
+    data = defect_graphs(6)
     Trainer(config(Path(out_dir), max_steps=max_steps), data[:5], data[5:], progress=False).fit()
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path: Path) -> None:
-    data = graphs(6)
+    data = defect_graphs(6)
     straight = Trainer(config(tmp_path / "a"), data[:5], data[5:], progress=False)
     straight.fit()
     # a run killed mid-epoch (SIGKILL after its step-3 checkpoint), then restarted
@@ -175,7 +161,7 @@ def test_shipped_training_configs_parse(path: Path) -> None:
 
 
 def test_bond_loss_sees_separations_not_translations() -> None:
-    graph = graphs(1)[0]
+    graph = defect_graphs(1)[0]
     target = graph.y.float()
     shifted = target + torch.tensor([0.3, -0.2, 0.1])
     assert coordinate_loss(shifted, graph) > 0.1
@@ -189,7 +175,7 @@ def test_bond_loss_sees_separations_not_translations() -> None:
 
 
 def test_bond_loss_ignores_vacancy_nodes() -> None:
-    graph = graphs(1)[0]
+    graph = defect_graphs(1)[0]
     vacancies = graph.marker == VACANCY
     assert vacancies.any()
     moved = graph.y.float().clone()
@@ -198,7 +184,7 @@ def test_bond_loss_ignores_vacancy_nodes() -> None:
 
 
 def test_training_with_bond_loss_runs(tmp_path: Path) -> None:
-    data = graphs(3)
+    data = defect_graphs(3)
     cfg = config(tmp_path, epochs=2, bond_loss_weight=1.0)
     best = Trainer(cfg, data[:2], data[2:], progress=False).fit()
     assert best.exists()
@@ -210,7 +196,7 @@ def test_training_with_bond_loss_runs(tmp_path: Path) -> None:
 def test_position_noise_moves_real_atoms_only(tmp_path: Path) -> None:
     from torch_geometric.data import Batch
 
-    data = graphs(3)
+    data = defect_graphs(3)
     original = data[0].pos.clone()
     batch = Batch.from_data_list(data[:2])
     torch.manual_seed(0)
@@ -239,7 +225,7 @@ def test_init_from_grows_depth_without_changing_predictions(
 ) -> None:
     """A deeper model (optionally adding electron_parity) started from a trained one predicts
     what it did, then trains on."""
-    data = graphs(3)
+    data = defect_graphs(3)
     best = Trainer(config(tmp_path / "base", epochs=2), data[:2], data[2:], progress=False).fit()
     base, _, _ = load_model(best)
     deeper = DefiNetConfig(
@@ -271,7 +257,7 @@ def test_init_from_grows_depth_without_changing_predictions(
     ],
 )
 def test_init_from_refuses_models_that_do_not_fit(tmp_path: Path, change, message) -> None:
-    data = graphs(2)
+    data = defect_graphs(2)
     best = Trainer(config(tmp_path / "base", epochs=1), data[:1], data[1:], progress=False).fit()
     model = DefiNetConfig(
         **{**DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0).as_dict(), **change}
@@ -286,7 +272,7 @@ def test_init_from_refuses_models_that_do_not_fit(tmp_path: Path, change, messag
 
 
 def test_init_from_refuses_to_drop_electron_parity(tmp_path: Path) -> None:
-    data = graphs(2)
+    data = defect_graphs(2)
     with_parity = DefiNetConfig(
         hidden=16, num_layers=2, num_rbf=8, cutoff=4.0, electron_parity=True
     )
@@ -306,7 +292,7 @@ def test_init_from_refuses_to_drop_electron_parity(tmp_path: Path) -> None:
 def two_hosts(scale: float = 3.0):
     """Four graphs: two of host "A", then the same two as host "B" moving ``scale`` times as
     far."""
-    first = graphs(2)
+    first = defect_graphs(2)
     second = [g.clone() for g in first]
     for g in first:
         g.host = "A"
@@ -356,34 +342,11 @@ def test_host_balanced_training_scores_the_mean_host_ratio(tmp_path: Path) -> No
     assert trainer.best_val == pytest.approx(min(ratios))
     logged = next(r for r in records if r["event"] == "host_weights")["weights"]
     assert logged == pytest.approx(host_loss_weights(data[::2]))
-    still = graphs(2)
+    still = defect_graphs(2)
     for g in still:
         g.y = g.pos.clone()
     with pytest.raises(ValueError, match=r"hosts \['MoS2_test'\] have no displacement"):
         host_loss_weights(still)
-
-
-def test_prediction_switches_to_eval_mode_only_once(monkeypatch) -> None:
-    """A model in training mode predicts in eval mode; one already in eval mode is not walked
-    again on every call (``Module.eval`` recursed through every submodule of the shipped
-    ensemble per predicted structure: 11 of 39 ms on a low-density structure)."""
-    from definet.nn import DefiNet
-
-    model = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0)).train()
-    batch = graphs(2)
-    first = predicted_coordinates(model, batch, batch_size=2)
-    assert not model.training and not any(m.training for m in model.modules())
-
-    calls = []
-    real_train = torch.nn.Module.train
-    monkeypatch.setattr(
-        torch.nn.Module,
-        "train",
-        lambda self, mode=True: calls.append(mode) or real_train(self, mode),
-    )
-    again = predicted_coordinates(model, batch, batch_size=2)
-    assert calls == []
-    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
 
 
 def test_the_same_payload_saves_to_the_same_bytes(tmp_path: Path) -> None:
@@ -427,16 +390,3 @@ def test_cli_trains_a_yaml_config_with_overrides(tmp_path: Path, tiny_dataset: P
     assert json.loads(payload["train_config"])["threads"] == 1
     model, _, _ = load_model(out / "best.pt")
     assert model.config.tensor_channels == 4 and model.layers[0].tensor_message is not None
-
-
-def test_predictions_are_ordinary_tensors() -> None:
-    """Prediction runs in inference mode for speed, but hands out tensors that autograd may
-    use afterwards (an inference tensor cannot be saved for a backward pass)."""
-    from definet.nn import DefiNet
-
-    model = DefiNet(DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0))
-    (pred, *_) = predicted_coordinates(model, graphs(2), batch_size=2)
-    assert pred.dtype == torch.float64 and not torch.is_inference(pred)
-    weight = torch.ones(1, dtype=torch.float64, requires_grad=True)
-    (weight * pred).sum().backward()  # saves ``pred`` for the backward pass
-    assert weight.grad is not None
