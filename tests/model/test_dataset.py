@@ -119,6 +119,22 @@ def test_empty_split_file(tiny_dataset: Path, tmp_path: Path) -> None:
         load_split(tiny_dataset, "test", SETTINGS, cache_dir=tmp_path / "c", progress=False)
 
 
+def test_split_file_with_bom_crlf_and_extra_columns(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A split file saved by a spreadsheet (BOM, CRLF, more columns) reads by its header."""
+    csv_path = tiny_dataset / "high_density_defects" / "MoS2_500" / "test.csv"
+    ids = csv_path.read_text().split()[1:]
+    rows = ["index,atoms_id,formula"] + [f"{i},{atoms_id},MoS2" for i, atoms_id in enumerate(ids)]
+    csv_path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
+    graphs = load_split(tiny_dataset, "test", SETTINGS, cache_dir=tmp_path / "c", progress=False)
+    assert [g.atoms_id for g in graphs] == ids
+
+
+def test_split_file_without_atoms_id_column(tiny_dataset: Path, tmp_path: Path) -> None:
+    (tiny_dataset / "high_density_defects" / "MoS2_500" / "test.csv").write_text("id\nMoS2_1\n")
+    with pytest.raises(DatasetError, match="test.csv: expected a header with 'atoms_id'"):
+        load_split(tiny_dataset, "test", SETTINGS, cache_dir=tmp_path / "c", progress=False)
+
+
 def test_unknown_host_filter(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no host folder named.*Graphene"):
         load_split(tiny_dataset, "test", SETTINGS, hosts=["Graphene"], cache_dir=tmp_path)

@@ -5,7 +5,7 @@ Layout (a directory, or the ``.tar.gz`` archives of it)::
     <density>/                       e.g. high_density_defects/, low_density_defects/
       MoS2.cif ...                   host unit cells
       <host folder>/                 e.g. MoS2_500/, hBN_spin_500/, MoS2/
-        train.csv val.csv test.csv   one column: atoms_id
+        train.csv val.csv test.csv   a column atoms_id (the official files have only it)
         CIF/ or CIF_POSCAR/          <atoms_id>_unrelaxed.cif, <atoms_id>_relaxed.cif
 
 Parsed graphs are cached, keyed by the bytes of every file of the split and the graph settings,
@@ -77,11 +77,13 @@ class HostFolder:
         csv_path = self.path / f"{split}.csv"
         if not csv_path.is_file():
             raise DatasetError(f"{csv_path}: split file not found")
-        with open(csv_path, newline="") as handle:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
-        if not rows or rows[0] != ["atoms_id"]:
-            raise DatasetError(f"{csv_path}: expected a header 'atoms_id', got {rows[:1]}")
-        ids = [row[0].strip() for row in rows[1:] if row and row[0].strip()]
+        header = [name.strip() for name in rows[0]] if rows else []
+        if "atoms_id" not in header:
+            raise DatasetError(f"{csv_path}: expected a header with 'atoms_id', got {rows[:1]}")
+        column = header.index("atoms_id")
+        ids = [row[column].strip() for row in rows[1:] if len(row) > column and row[column].strip()]
         if not ids:
             raise DatasetError(f"{csv_path}: the split file lists no atoms_id")
         return ids
