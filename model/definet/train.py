@@ -277,7 +277,7 @@ class Trainer:
 
     def fit(self) -> Path:
         """Train until done; returns the path of the best (EMA) model checkpoint."""
-        from tqdm.auto import tqdm
+        from definet.progress import progress_bar
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         last = self.out_dir / "last.pt"
@@ -288,7 +288,7 @@ class Trainer:
             if self.host_weights:
                 self.log({"event": "host_weights", "weights": self.host_weights})
         c = self.config
-        bar = tqdm(total=c.max_steps, initial=self.step, disable=not self.progress, unit="step")
+        bar = progress_bar(enabled=self.progress, total=c.max_steps, initial=self.step, unit="step")
         while not self.done():
             self.model.train()
             loader = self.epoch_loader(self.epoch)

@@ -247,18 +247,18 @@ def _load_graphs(path: Path) -> list[Data]:
 
 def _parse_all(jobs: list, workers: int, desc: str, progress: bool) -> list[dict | str]:
     """Parse pairs in worker processes (spawned: forking after torch ran threads can hang)."""
-    from tqdm.auto import tqdm
+    from definet.progress import progress_bar
 
     if workers <= 1 or len(jobs) < 64:
-        return [_load_safe(job) for job in tqdm(jobs, desc=desc, disable=not progress)]
+        return [_load_safe(job) for job in progress_bar(jobs, enabled=progress, desc=desc)]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         return list(
-            tqdm(
+            progress_bar(
                 pool.map(_load_safe, jobs, chunksize=16),
+                enabled=progress,
                 total=len(jobs),
                 desc=desc,
-                disable=not progress,
             )
         )
 
