@@ -266,6 +266,36 @@ class Trainer:
         )
         return result
 
+    def batch_loss(self, batch: Data) -> tuple[torch.Tensor, ForceFieldTerms | None]:
+        """The training objective of one batch, and its force-field terms when trained on."""
+        c = self.config
+        pred = predict_batch(self.model, batch)
+        loss = training_loss(pred, batch, c.bond_loss_weight, self.host_weights)
+        terms = (
+            self.force_field(pred, batch, forces=bool(c.force_loss_weight))
+            if self.force_field
+            else None
+        )
+        if terms is not None:
+            loss = loss + c.force_field_objective(terms)
+        return loss, terms
+
+    def sharpness_aware_gradient(self, batch: Data) -> None:
+        """Replace the gradients by those taken ``sam_rho`` up the gradient (SAM's step);
+        the weights are restored, only their gradients change."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        scale = self.config.sam_rho / (norm + 1e-12)
+        with torch.no_grad():
+            ascent = [p.grad * scale for p in params]
+            for p, e in zip(params, ascent, strict=True):
+                p.add_(e)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.batch_loss(batch)[0].backward()
+        with torch.no_grad():
+            for p, e in zip(params, ascent, strict=True):
+                p.sub_(e)
+
     def done(self) -> bool:
         c = self.config
         return (
@@ -302,17 +332,11 @@ class Trainer:
                 batch = batch.to(self.device)
                 if c.position_noise:
                     batch.pos = noisy_start(batch, c.position_noise)
-                pred = predict_batch(self.model, batch)
-                loss = training_loss(pred, batch, c.bond_loss_weight, self.host_weights)
-                terms = (
-                    self.force_field(pred, batch, forces=bool(c.force_loss_weight))
-                    if self.force_field
-                    else None
-                )
-                if terms is not None:
-                    loss = loss + c.force_field_objective(terms)
+                loss, terms = self.batch_loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if c.sam_rho:
+                    self.sharpness_aware_gradient(batch)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
                 self.optimizer.step()
                 self.ema.update_parameters(self.model)
@@ -320,7 +344,7 @@ class Trainer:
                 self.batch_in_epoch = i + 1
                 self.elapsed += time.perf_counter() - start
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", epoch=self.epoch)
+                bar.set_postfix(loss=f"{loss.item():.4f}", epoch=self.epoch, refresh=False)
                 if self.step % 20 == 0:
                     self.log(
                         {

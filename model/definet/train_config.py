@@ -70,6 +70,10 @@ class TrainConfig:
     energy_loss_weight: float = 0.0
     force_loss_weight: float = 0.0
     loss_force_field: str = "CHGNet"
+    #: Sharpness-aware minimisation (Foret et al., ICLR 2021): radius of the weight step up the
+    #: gradient at which each batch's gradient is taken (0: plain AdamW). Flatter minima are
+    #: meant to generalise better; each step costs two forward and backward passes.
+    sam_rho: float = 0.0
     #: Checkpoint(s) of a teacher (several are averaged): ``teacher_copies`` defect-shuffled
     #: copies of every training structure (:mod:`definet.distill`), labelled by its
     #: predictions, join the DFT-labelled ones, their errors weighted by ``teacher_weight``.
@@ -96,6 +100,7 @@ class TrainConfig:
             "energy_loss_weight",
             "force_loss_weight",
             "position_noise",
+            "sam_rho",
             "teacher_copies",
             "teacher_weight",
         ):

@@ -193,6 +193,46 @@ def test_training_with_bond_loss_runs(tmp_path: Path) -> None:
         TrainConfig.from_dict({"bond_loss_weight": -1.0})
 
 
+def test_sharpness_aware_gradient_is_taken_up_the_gradient(tmp_path: Path) -> None:
+    """SAM: the gradient is the one at w + rho g / |g|, and the weights come back to w."""
+    import copy
+
+    from torch_geometric.data import Batch
+
+    data = defect_graphs(3)
+    trainer = Trainer(config(tmp_path, sam_rho=0.05), data[:2], data[2:], progress=False)
+    for p in trainer.model.parameters():  # away from the zero-step start, so every weight matters
+        p.data.add_(0.05 * torch.randn_like(p))
+    batch = Batch.from_data_list(data[:2])
+    trainer.batch_loss(batch)[0].backward()
+    weights = [p.detach().clone() for p in trainer.model.parameters()]
+    grads = [p.grad.clone() for p in trainer.model.parameters()]
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+
+    shifted = copy.deepcopy(trainer.model)
+    with torch.no_grad():
+        for p, g in zip(shifted.parameters(), grads, strict=True):
+            p.add_(0.05 * g / norm)
+    reference = Trainer(config(tmp_path / "ref"), data[:2], data[2:], progress=False)
+    reference.model = shifted
+    reference.batch_loss(batch)[0].backward()
+
+    trainer.sharpness_aware_gradient(batch)
+    changed = False
+    pairs = zip(trainer.model.parameters(), weights, shifted.parameters(), grads, strict=True)
+    for p, w, q, g in pairs:
+        assert torch.allclose(p, w, rtol=0, atol=1e-7)  # weights restored
+        assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-8)  # gradient at the shift
+        changed |= not torch.allclose(p.grad, g)
+    assert changed  # not the plain gradient
+    fit = Trainer(
+        config(tmp_path / "fit", epochs=1, sam_rho=0.05), data[:2], data[2:], progress=False
+    )
+    assert fit.fit().exists()
+    with pytest.raises(ValueError, match="sam_rho must be >= 0"):
+        TrainConfig.from_dict({"sam_rho": -0.1})
+
+
 def test_position_noise_moves_real_atoms_only(tmp_path: Path) -> None:
     from torch_geometric.data import Batch
 
@@ -390,3 +430,12 @@ def test_cli_trains_a_yaml_config_with_overrides(tmp_path: Path, tiny_dataset: P
     assert json.loads(payload["train_config"])["threads"] == 1
     model, _, _ = load_model(out / "best.pt")
     assert model.config.tensor_channels == 4 and model.layers[0].tensor_message is not None
+
+
+def test_progress_written_to_a_file_is_not_redrawn_every_step(tmp_path: Path, capsys) -> None:
+    """Under nohup the bar goes to a file: its first and last state, not one per step."""
+    data = defect_graphs(3)
+    Trainer(config(tmp_path, max_steps=6, epochs=100), data[:2], data[2:], progress=True).fit()
+    bar = capsys.readouterr().err
+    assert "6/6" in bar
+    assert bar.count("\r") <= 3, bar
