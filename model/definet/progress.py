@@ -22,4 +22,5 @@ def progress_bar(iterable: Any = None, *, enabled: bool = True, **kwargs: Any) -
     redraws = issubclass(tqdm, notebook_tqdm) or sys.stderr.isatty()
     if not redraws:
         kwargs.setdefault("mininterval", LOG_INTERVAL)
+        kwargs.setdefault("maxinterval", LOG_INTERVAL)  # tqdm's monitor would print sooner
     return tqdm(iterable, disable=not enabled, **kwargs)
