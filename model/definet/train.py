@@ -53,6 +53,16 @@ def noisy_start(batch: Data, sigma: float) -> torch.Tensor:
     return batch.pos + sigma * torch.randn_like(batch.pos) * real
 
 
+def denoising_start(batch: Data, fraction: float, sigma: float) -> torch.Tensor:
+    """Starting coordinates where a random ``fraction`` of the batch's structures start from
+    their relaxed coordinates plus Gaussian noise of ``sigma`` A on every real atom (a new
+    tensor); the others, and every vacancy node, keep their unrelaxed start."""
+    chosen = torch.rand(batch.num_graphs, device=batch.pos.device) < fraction
+    moved = (chosen[batch.batch] & (batch.marker != VACANCY)).unsqueeze(-1)
+    noisy = batch.y.to(batch.pos.dtype) + sigma * torch.randn_like(batch.pos)
+    return torch.where(moved, noisy, batch.pos)
+
+
 class Trainer:
     """Owns the loop; ``fit()`` trains from scratch or resumes from ``out_dir/last.pt``."""
 
@@ -332,6 +342,8 @@ class Trainer:
                 batch = batch.to(self.device)
                 if c.position_noise:
                     batch.pos = noisy_start(batch, c.position_noise)
+                if c.denoise_fraction:
+                    batch.pos = denoising_start(batch, c.denoise_fraction, c.denoise_noise)
                 loss, terms = self.batch_loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

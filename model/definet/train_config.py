@@ -70,6 +70,12 @@ class TrainConfig:
     energy_loss_weight: float = 0.0
     force_loss_weight: float = 0.0
     loss_force_field: str = "CHGNet"
+    #: Denoising examples: this fraction of each batch's structures starts from its relaxed
+    #: coordinates plus Gaussian noise of ``denoise_noise`` A on every real atom (target still
+    #: the relaxed structure), so the model also learns to restore relaxed environments
+    #: (0: none).
+    denoise_fraction: float = 0.0
+    denoise_noise: float = 0.1
     #: Sharpness-aware minimisation (Foret et al., ICLR 2021): radius of the weight step up the
     #: gradient at which each batch's gradient is taken (0: plain AdamW). Flatter minima are
     #: meant to generalise better; each step costs two forward and backward passes.
@@ -101,11 +107,15 @@ class TrainConfig:
             "force_loss_weight",
             "position_noise",
             "sam_rho",
+            "denoise_fraction",
+            "denoise_noise",
             "teacher_copies",
             "teacher_weight",
         ):
             if getattr(config, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+        if config.denoise_fraction > 1:
+            raise ValueError(f"denoise_fraction must be <= 1, got {config.denoise_fraction}")
         if config.uses_force_field and config.loss_force_field not in FORCE_FIELDS:
             raise ValueError(
                 f"loss_force_field must be one of {FORCE_FIELDS}, got {config.loss_force_field!r}"

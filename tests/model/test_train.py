@@ -13,7 +13,7 @@ from definet.data.markers import VACANCY
 from definet.inference import evaluate_graphs
 from definet.losses import bond_loss, coordinate_loss, host_loss_weights, training_loss
 from definet.nn import DefiNetConfig
-from definet.train import Trainer, noisy_start
+from definet.train import Trainer, denoising_start, noisy_start
 from definet.train_config import TrainConfig
 
 from .conftest import SMALL_GRAPH, defect_graphs
@@ -191,6 +191,31 @@ def test_training_with_bond_loss_runs(tmp_path: Path) -> None:
     assert TrainConfig.from_dict({"bond_loss_weight": 0.5}).bond_loss_weight == 0.5
     with pytest.raises(ValueError, match="bond_loss_weight must be >= 0"):
         TrainConfig.from_dict({"bond_loss_weight": -1.0})
+
+
+def test_denoising_start_moves_chosen_structures_near_their_relaxed_coordinates(
+    tmp_path: Path,
+) -> None:
+    from torch_geometric.data import Batch
+
+    data = defect_graphs(4)
+    batch = Batch.from_data_list(data)
+    real = batch.marker != VACANCY
+    assert torch.equal(denoising_start(batch, 0.0, 0.1), batch.pos)
+    torch.manual_seed(0)
+    start = denoising_start(batch, 1.0, 0.05)
+    assert torch.equal(start[~real], batch.pos[~real])  # vacancy nodes stay at their sites
+    off = (start[real] - batch.y[real]).abs()
+    assert 0.03 < off.mean() < 0.05  # sigma * sqrt(2 / pi) = 0.04 around the relaxed atoms
+    torch.manual_seed(1)
+    half = denoising_start(batch, 0.5, 0.05)
+    kept = [torch.equal(half[batch.batch == i], batch.pos[batch.batch == i]) for i in range(4)]
+    assert 0 < sum(kept) < 4, kept  # some structures start unrelaxed, some from the relaxed
+    cfg = config(tmp_path, epochs=1, denoise_fraction=0.5)
+    assert Trainer(cfg, data[:2], data[2:], progress=False).fit().exists()
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="denoise_fraction must be"):
+            TrainConfig.from_dict({"denoise_fraction": bad})
 
 
 def test_sharpness_aware_gradient_is_taken_up_the_gradient(tmp_path: Path) -> None:
