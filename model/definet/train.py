@@ -1,10 +1,12 @@
-"""Training loop: AdamW (amsgrad), ReduceLROnPlateau or cosine, clipping, EMA, early stopping,
-resume. Settings: :mod:`definet.train_config`; losses: :mod:`definet.losses`.
+"""Training loop: AdamW (amsgrad, optionally sharpness-aware), ReduceLROnPlateau or cosine,
+clipping, EMA, early stopping, resume. Settings: :mod:`definet.train_config`; losses:
+:mod:`definet.losses`.
 
 A run directory holds ``last.pt`` (full training state, written every ``checkpoint_every`` steps
 and at each validation), ``best.pt`` (EMA weights of the best validation MAE) and ``log.jsonl``.
 Restarting with the same directory resumes exactly where the last checkpoint left off: the same
-batches follow, in the same order, so a killed run ends with the weights of an uninterrupted one.
+batches follow, in the same order, so a killed run ends with the weights of an uninterrupted one
+(with ``position_noise`` or ``denoise_fraction`` the noise after a resume is drawn afresh).
 """
 
 from __future__ import annotations
