@@ -296,7 +296,7 @@ class Trainer:
         """Replace the gradients by those taken ``sam_rho`` up the gradient (SAM's step);
         the weights are restored, only their gradients change."""
         params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
         scale = self.config.sam_rho / (norm + 1e-12)
         with torch.no_grad():
             ascent = [p.grad * scale for p in params]
