@@ -36,6 +36,19 @@ def predict_batch(model: DefiNet, batch: Data) -> torch.Tensor:
     )
 
 
+def predict_layer_positions(model: DefiNet, batch: Data) -> list[torch.Tensor]:
+    """Coordinates of every node of a (batched) graph after each of the model's layers."""
+    return model.layer_positions(
+        batch.z,
+        batch.marker,
+        batch.pos,
+        batch.edge_index,
+        edge_shifts(batch),
+        batch.batch,
+        batch.num_graphs,
+    )
+
+
 def predicted_batches(
     model: DefiNet, graphs: Sequence[Data], batch_size: int = 16, device: torch.device | str = "cpu"
 ) -> Iterator[tuple[Data, torch.Tensor]]:

@@ -30,7 +30,12 @@ from definet.allocator import keep_freed_memory
 from definet.checkpoint import FORMAT_VERSION, model_payload, read_checkpoint, save_atomic
 from definet.data.markers import VACANCY
 from definet.forcefield_loss import ForceFieldLoss, ForceFieldTerms
-from definet.inference import evaluate_graphs, pick_device, predict_batch
+from definet.inference import (
+    evaluate_graphs,
+    pick_device,
+    predict_batch,
+    predict_layer_positions,
+)
 from definet.losses import host_loss_weights, training_loss
 from definet.nn import DefiNet, load_pretrained
 from definet.train_config import TrainConfig
@@ -281,8 +286,14 @@ class Trainer:
     def batch_loss(self, batch: Data) -> tuple[torch.Tensor, ForceFieldTerms | None]:
         """The training objective of one batch, and its force-field terms when trained on."""
         c = self.config
-        pred = predict_batch(self.model, batch)
+        if c.layer_loss_weight:
+            *inner, pred = predict_layer_positions(self.model, batch)
+        else:
+            inner, pred = [], predict_batch(self.model, batch)
         loss = training_loss(pred, batch, c.bond_loss_weight, self.host_weights)
+        if inner:
+            inner_loss = sum(training_loss(x, batch, 0.0, self.host_weights) for x in inner)
+            loss = loss + c.layer_loss_weight * inner_loss / len(inner)
         terms = (
             self.force_field(pred, batch, forces=bool(c.force_loss_weight))
             if self.force_field

@@ -80,6 +80,10 @@ class TrainConfig:
     #: gradient at which each batch's gradient is taken (0: plain AdamW). Flatter minima are
     #: meant to generalise better; each step costs two forward and backward passes.
     sam_rho: float = 0.0
+    #: Deep supervision: the coordinate loss of every layer but the last, averaged over those
+    #: layers, is added with this weight, so that each layer's coordinates aim at the relaxed
+    #: structure (0: the last layer's only).
+    layer_loss_weight: float = 0.0
     #: Checkpoint(s) of a teacher (several are averaged): ``teacher_copies`` defect-shuffled
     #: copies of every training structure (:mod:`definet.distill`), labelled by its
     #: predictions, join the DFT-labelled ones, their errors weighted by ``teacher_weight``.
@@ -107,6 +111,7 @@ class TrainConfig:
             "force_loss_weight",
             "position_noise",
             "sam_rho",
+            "layer_loss_weight",
             "denoise_fraction",
             "denoise_noise",
             "teacher_copies",

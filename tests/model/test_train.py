@@ -10,7 +10,7 @@ import torch
 
 from definet.checkpoint import CheckpointError, load_model, read_checkpoint, save_atomic
 from definet.data.markers import VACANCY
-from definet.inference import evaluate_graphs, predict_batch
+from definet.inference import evaluate_graphs, predict_batch, predict_layer_positions
 from definet.losses import bond_loss, coordinate_loss, host_loss_weights, training_loss
 from definet.nn import DefiNetConfig
 from definet.train import Trainer, denoising_start, noisy_start
@@ -254,6 +254,30 @@ def test_sharpness_aware_gradient_is_taken_up_the_gradient(tmp_path: Path) -> No
     assert fit.fit().exists()
     with pytest.raises(ValueError, match="sam_rho must be >= 0"):
         TrainConfig.from_dict({"sam_rho": -0.1})
+
+
+def test_layer_loss_adds_every_inner_layers_coordinate_loss(tmp_path: Path) -> None:
+    """Deep supervision: the objective is the last layer's loss plus the weighted mean of the
+    others', and forward's coordinates are the last layer's."""
+    from torch_geometric.data import Batch
+
+    data = defect_graphs(3)
+    trainer = Trainer(config(tmp_path, layer_loss_weight=0.5), data[:2], data[2:], progress=False)
+    for p in trainer.model.parameters():  # away from the zero-step start, so layers differ
+        p.data.add_(0.05 * torch.randn_like(p))
+    batch = Batch.from_data_list(data[:2])
+    positions = predict_layer_positions(trainer.model, batch)
+    assert len(positions) == trainer.model.config.num_layers
+    assert torch.allclose(positions[-1], predict_batch(trainer.model, batch))
+    losses = [training_loss(x, batch) for x in positions]
+    assert len({round(v.item(), 6) for v in losses}) == len(losses)  # the layers do differ
+    expected = losses[-1] + 0.5 * sum(losses[:-1]) / (len(losses) - 1)
+    assert torch.allclose(trainer.batch_loss(batch)[0], expected)
+    plain = Trainer(config(tmp_path / "plain"), data[:2], data[2:], progress=False)
+    plain.model.load_state_dict(trainer.model.state_dict())
+    assert torch.allclose(plain.batch_loss(batch)[0], losses[-1])
+    with pytest.raises(ValueError, match="layer_loss_weight must be >= 0"):
+        TrainConfig.from_dict({"layer_loss_weight": -0.1})
 
 
 def test_position_noise_moves_real_atoms_only(tmp_path: Path) -> None:

@@ -362,6 +362,20 @@ class DefiNet(nn.Module):
         ``edge_index`` is ``[source j, target i]``; ``edge_shift`` (E, 3) is the Cartesian offset
         of the source's periodic image, so ``r_ij = pos[j] + edge_shift - pos[i]``.
         """
+        layers = self.layer_positions(z, marker, pos, edge_index, edge_shift, batch, num_graphs)
+        return self._guard(layers[-1], pos.to(layers[-1].dtype))
+
+    def layer_positions(
+        self,
+        z: Tensor,
+        marker: Tensor,
+        pos: Tensor,
+        edge_index: Tensor,
+        edge_shift: Tensor,
+        batch: Tensor | None = None,
+        num_graphs: int | None = None,
+    ) -> list[Tensor]:
+        """Coordinates after each layer (the last is :meth:`forward`'s, before its guard)."""
         if z.max() > self.config.max_z or marker.max() >= self.config.num_markers:
             raise ValueError(
                 f"atomic number {int(z.max())} or marker {int(marker.max())} outside the embedding"
@@ -370,7 +384,7 @@ class DefiNet(nn.Module):
             batch = torch.zeros_like(z)
         num_graphs = num_graphs or int(batch.max()) + 1
         dtype = self.embed_z.weight.dtype
-        start = x = pos.to(dtype)
+        x = pos.to(dtype)
         shift = edge_shift.to(dtype)
         real = marker != VACANCY
         movable = real.to(dtype).unsqueeze(-1)
@@ -388,6 +402,7 @@ class DefiNet(nn.Module):
         src, dst = edge_index
         table = self.embed_marker.weight
         pair = marker[dst] * self.config.num_markers + marker[src]
+        positions = []
         for layer in self.layers:
             rel = x.index_select(0, src) + shift - x.index_select(0, dst)
             dist = rel.norm(dim=-1).clamp_min(1e-6)
@@ -397,7 +412,8 @@ class DefiNet(nn.Module):
                 h, v, t, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
             )
             x = x + step * movable
-        return self._guard(x, start)
+            positions.append(x)
+        return positions
 
     def _guard(self, x: Tensor, start: Tensor) -> Tensor:
         """``x`` with atoms beyond ``config.max_displacement`` from ``start`` put back there."""
