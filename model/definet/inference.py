@@ -23,9 +23,9 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def predict_batch(model: DefiNet, batch: Data) -> torch.Tensor:
-    """Predicted coordinates of every node of a (batched) graph."""
-    return model(
+def model_inputs(batch: Data) -> tuple:
+    """The positional arguments of :meth:`DefiNet.forward` for a (batched) graph."""
+    return (
         batch.z,
         batch.marker,
         batch.pos,
@@ -34,19 +34,16 @@ def predict_batch(model: DefiNet, batch: Data) -> torch.Tensor:
         batch.batch,
         batch.num_graphs,
     )
+
+
+def predict_batch(model: DefiNet, batch: Data) -> torch.Tensor:
+    """Predicted coordinates of every node of a (batched) graph."""
+    return model(*model_inputs(batch))
 
 
 def predict_layer_positions(model: DefiNet, batch: Data) -> list[torch.Tensor]:
     """Coordinates of every node of a (batched) graph after each of the model's layers."""
-    return model.layer_positions(
-        batch.z,
-        batch.marker,
-        batch.pos,
-        batch.edge_index,
-        edge_shifts(batch),
-        batch.batch,
-        batch.num_graphs,
-    )
+    return model.layer_positions(*model_inputs(batch))
 
 
 def predicted_batches(
