@@ -37,18 +37,12 @@ FEATURES = 65  # CHGNet's 64 atom features and |magnetic moment| (Bohr magneton)
 
 def chgnet_node_features(graphs: Sequence[Data], chgnet) -> list[Tensor]:
     """(N, 65) CHGNet features of every node of each graph's start; zeros on vacancy nodes."""
-    from pymatgen.core import Lattice, Structure
+    from definet.forcefield_loss import real_structure
 
     out = []
     for g in graphs:
         real = (g.marker != VACANCY).numpy()
-        start = Structure(
-            Lattice(g.cell[0].numpy()),
-            g.z[real].tolist(),
-            g.pos[real].numpy(),
-            coords_are_cartesian=True,
-        )
-        p = chgnet.predict_structure(start, return_atom_feas=True)
+        p = chgnet.predict_structure(real_structure(g, g.pos), return_atom_feas=True)
         f = np.zeros((len(real), FEATURES), dtype=np.float32)
         f[real, :-1] = p["atom_fea"]
         f[real, -1] = np.abs(p["m"])
@@ -66,7 +60,7 @@ def attach_standardised(
         g.node_input = x
 
 
-def real_atom_moments(graphs: Sequence[Data], features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+def real_atom_mean_std(graphs: Sequence[Data], features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """Mean and standard deviation (floored at 1e-6) of the features over real atoms."""
     rows = torch.cat([f[g.marker != VACANCY] for g, f in zip(graphs, features, strict=True)])
     return rows.mean(0), rows.std(0).clamp_min(1e-6)
@@ -149,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     if saved is not None and saved["ids"] == ids:
         features = saved["features"]
     else:
-        from chgnet.model import CHGNet
+        from definet.forcefield_loss import load_force_field
 
-        chgnet = CHGNet.load(verbose=False)
+        chgnet = load_force_field("CHGNet")
         start = time.perf_counter()
         features = {s: chgnet_node_features(gs, chgnet) for s, gs in graphs.items()}
         n = sum(len(gs) for gs in graphs.values())
@@ -166,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "|magnetic moment| on val atoms (Bohr magneton): median {:.3f}, 99th percentile {:.3f}, "
         "max {:.3f}".format(*torch.quantile(moments, torch.tensor([0.5, 0.99, 1.0])).tolist())
     )
-    mean, std = real_atom_moments(graphs["train"], features["train"])
+    mean, std = real_atom_mean_std(graphs["train"], features["train"])
     for split, gs in graphs.items():
         attach_standardised(gs, features[split], mean, std)
     with trainer_feeds_node_inputs():

@@ -21,11 +21,11 @@ SMALL_MODEL = DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0)
 
 
 def test_chgnet_features_cover_real_atoms_and_leave_vacancies_zero() -> None:
-    from chgnet.model import CHGNet
+    from definet.forcefield_loss import load_force_field
 
     bench = load_benchmark("chgnet_input")
     graphs = defect_graphs(2)
-    features = bench.chgnet_node_features(graphs, CHGNet.load(verbose=False))
+    features = bench.chgnet_node_features(graphs, load_force_field("CHGNet"))
     for g, f in zip(graphs, features, strict=True):
         vacancy = g.marker == VACANCY
         assert vacancy.any()
@@ -33,7 +33,7 @@ def test_chgnet_features_cover_real_atoms_and_leave_vacancies_zero() -> None:
         assert torch.all(f[vacancy] == 0)
         assert torch.all(f[~vacancy].abs().sum(dim=1) > 0)
         assert torch.all(f[:, -1] >= 0)  # |magnetic moment|
-    mean, std = bench.real_atom_moments(graphs, features)
+    mean, std = bench.real_atom_mean_std(graphs, features)
     bench.attach_standardised(graphs, features, mean, std)
     rows = torch.cat([g.node_input[g.marker != VACANCY] for g in graphs])
     varying = std > 1e-6
