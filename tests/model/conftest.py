@@ -56,6 +56,7 @@ def nontrivial_definet(
     num_layers: int = 3,
     feature_norm: bool = False,
     tensor_channels: int = 0,
+    dropout: float = 0.0,
 ) -> DefiNet:
     """A small random float64 DefiNet (eval mode) whose coordinate heads move atoms."""
     torch.manual_seed(0)
@@ -66,6 +67,7 @@ def nontrivial_definet(
         cutoff=cutoff,
         feature_norm=feature_norm,
         tensor_channels=tensor_channels,
+        dropout=dropout,
     )
     net = DefiNet(config).double()
     for layer in net.layers:

@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 from definet.data.graphs import GraphSettings, edge_shifts, structure_to_graph
 from definet.data.markers import VACANCY, mark_defects, pristine_supercell
 from definet.nn import DefiNet, DefiNetConfig
+from definet.nn.definet import ChannelDropout
 
 from .conftest import make_defect_pair, mos2_unit_cell, nontrivial_definet
 
@@ -181,3 +182,45 @@ def test_tensor_channels_take_part_in_the_prediction(marked) -> None:
 def test_bad_tensor_channels_are_refused_naming_the_field(bad) -> None:
     with pytest.raises(ValueError, match=r"model\.tensor_channels: expected a whole number >= 0"):
         DefiNetConfig(tensor_channels=bad)
+
+
+def test_channel_dropout_drops_whole_vector_channels_in_training_only() -> None:
+    drop = ChannelDropout(0.5)
+    v = torch.ones(40, 3, 8, dtype=torch.float64)
+    assert torch.equal(drop.eval()(v), v)
+    out = drop.train()(v)
+    kept = out[:, 0, :] != 0
+    assert 0 < kept.float().mean() < 1  # some channels dropped, some kept (scaled by 2)
+    assert torch.equal(out, kept.unsqueeze(1).double().expand_as(out) * 2.0)
+
+
+def test_dropout_is_equivariant_in_training_and_silent_in_eval(marked) -> None:
+    """In training the same dropout masks give the rotated prediction of a rotated input; in
+    eval mode a model with dropout predicts exactly what the same weights without it do."""
+    model = nontrivial_definet(dropout=0.3)
+    plain = nontrivial_definet()
+    assert np.array_equal(run(model, marked), run(plain, marked))
+    rot = Rotation.from_euler("xyz", [0.4, 0.9, -1.3]).as_matrix()
+    lattice = Lattice(marked.lattice.matrix @ rot.T)
+    rotated = Structure(
+        lattice,
+        marked.species,
+        marked.cart_coords @ rot.T,
+        coords_are_cartesian=True,
+        site_properties=marked.site_properties,
+    )
+    model.train()
+    torch.manual_seed(5)
+    dropped = run(model, marked)
+    torch.manual_seed(5)
+    dropped_rotated = run(model, rotated)
+    assert np.abs(dropped - run(plain, marked)).max() > 1e-4  # training did drop channels
+    diff = (dropped_rotated - dropped @ rot.T) @ lattice.inv_matrix
+    diff = (diff - np.round(diff)) @ lattice.matrix
+    assert np.abs(diff).max() < 1e-6
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, "0.1", True])
+def test_bad_dropout_is_refused_naming_the_field(bad) -> None:
+    with pytest.raises(ValueError, match=r"model\.dropout: expected a number in \[0, 1\)"):
+        DefiNetConfig(dropout=bad)

@@ -51,6 +51,10 @@ class DefiNetConfig:
     #: the neighbours' tensors and the edge directions' quadrupoles ``u u^T - I/3``, and feed
     #: back ``t . u`` to the vectors and ``u . t . u`` to the scalars. 0 in the shipped model.
     tensor_channels: int = 0
+    #: Training-time dropout of each layer's feature updates (whole channels: a vector channel
+    #: is dropped in all three components, so rotations still commute). 0 in the shipped model;
+    #: prediction (eval mode) never drops anything.
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         channels = self.tensor_channels
@@ -58,6 +62,9 @@ class DefiNetConfig:
             raise ValueError(
                 f"model.tensor_channels: expected a whole number >= 0 (0: none), got {channels!r}"
             )
+        rate = self.dropout
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
+            raise ValueError(f"model.dropout: expected a number in [0, 1), got {rate!r}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -243,6 +250,22 @@ class VectorNorm(nn.Module):
         return v / rms.view(-1, *[1] * len(spatial), 1) * self.weight
 
 
+class ChannelDropout(nn.Module):
+    """Dropout of whole channels of scalar (N, F) or vector/rank-2 (N, 3, [3,] F) features: one
+    mask per node and channel, shared by the spatial components, so it stays equivariant."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.rate == 0:
+            return x
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        keep = torch.bernoulli(x.new_full(shape, 1.0 - self.rate))
+        return x * keep / (1.0 - self.rate)
+
+
 class GlobalNode(nn.Module):
     """A scalar+vector node per structure that reads from and writes to all its nodes."""
 
@@ -272,9 +295,15 @@ class DefiNetLayer(nn.Module):
     """One layer: messages, update, global exchange, coordinate step."""
 
     def __init__(
-        self, hidden: int, num_rbf: int, feature_norm: bool = False, tensor_channels: int = 0
+        self,
+        hidden: int,
+        num_rbf: int,
+        feature_norm: bool = False,
+        tensor_channels: int = 0,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.drop = ChannelDropout(dropout)
         self.marker_inject = nn.Linear(hidden, hidden)
         self.out_norm_h = nn.LayerNorm(hidden) if feature_norm else nn.Identity()
         self.out_norm_v = VectorNorm(hidden) if feature_norm else nn.Identity()
@@ -297,13 +326,13 @@ class DefiNetLayer(nn.Module):
         if self.tensor_message is not None:
             th, tv, dt = self.tensor_message(hn, t, table, rbf, unit, edge_index, pair)
             dh, dv, t = dh + th, dv + tv, t + dt
-        h, v = h + dh, v + dv
+        h, v = h + self.drop(dh), v + self.drop(dv)
         dh, dv = self.update(h, v)
         if self.tensor_update is not None:
             th, tv, dt = self.tensor_update(h, v, t)
             dh, dv, t = dh + th, dv + tv, t + dt
             t = self.out_norm_t(t)
-        h, v = h + dh, v + dv
+        h, v = h + self.drop(dh), v + self.drop(dv)
         h, v, gs, gv = self.global_node(h, v, gs, gv, batch, num_graphs)
         step = dx + self.to_step(v).squeeze(-1)
         return self.out_norm_h(h), self.out_norm_v(v), t, gs, gv, step
@@ -327,7 +356,9 @@ class DefiNet(nn.Module):
         self.rbf = BesselBasisLayer(config.num_rbf, cutoff=config.cutoff)
         self.embed_parity = nn.Embedding(2, f) if config.electron_parity else None
         self.layers = nn.ModuleList(
-            DefiNetLayer(f, config.num_rbf, config.feature_norm, config.tensor_channels)
+            DefiNetLayer(
+                f, config.num_rbf, config.feature_norm, config.tensor_channels, config.dropout
+            )
             for _ in range(config.num_layers)
         )
         self.reset_parameters()
