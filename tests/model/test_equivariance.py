@@ -184,14 +184,17 @@ def test_bad_tensor_channels_are_refused_naming_the_field(bad) -> None:
         DefiNetConfig(tensor_channels=bad)
 
 
-def test_channel_dropout_drops_whole_vector_channels_in_training_only() -> None:
+@pytest.mark.parametrize("shape", [(40, 8), (40, 3, 8), (40, 3, 3, 8)])
+def test_channel_dropout_drops_whole_channels_in_training_only(shape) -> None:
+    """Scalars, vectors and rank-2 tensors: a dropped channel loses all its components."""
     drop = ChannelDropout(0.5)
-    v = torch.ones(40, 3, 8, dtype=torch.float64)
-    assert torch.equal(drop.eval()(v), v)
-    out = drop.train()(v)
-    kept = out[:, 0, :] != 0
+    x = torch.ones(*shape, dtype=torch.float64)
+    assert torch.equal(drop.eval()(x), x)
+    out = drop.train()(x)
+    kept = out.reshape(40, -1, 8)[:, 0, :] != 0
     assert 0 < kept.float().mean() < 1  # some channels dropped, some kept (scaled by 2)
-    assert torch.equal(out, kept.unsqueeze(1).double().expand_as(out) * 2.0)
+    expected = kept.double().reshape((40,) + (1,) * (len(shape) - 2) + (8,)) * 2.0
+    assert torch.equal(out, expected.expand(shape))
 
 
 def test_dropout_is_equivariant_in_training_and_silent_in_eval(marked) -> None:

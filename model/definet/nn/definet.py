@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch_geometric.nn.models.dimenet import BesselBasisLayer
 from torch_geometric.utils import scatter
 
@@ -252,7 +253,8 @@ class VectorNorm(nn.Module):
 
 class ChannelDropout(nn.Module):
     """Dropout of whole channels of scalar (N, F) or vector/rank-2 (N, 3, [3,] F) features: one
-    mask per node and channel, shared by the spatial components, so it stays equivariant."""
+    mask per node and channel, shared by the spatial components, so it stays equivariant
+    (torch's ``dropout1d`` with the components as the length of each channel)."""
 
     def __init__(self, rate: float) -> None:
         super().__init__()
@@ -261,9 +263,10 @@ class ChannelDropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.rate == 0:
             return x
-        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-        keep = torch.bernoulli(x.new_full(shape, 1.0 - self.rate))
-        return x * keep / (1.0 - self.rate)
+        if x.dim() == 2:
+            return F.dropout(x, self.rate)
+        channels = x.flatten(1, -2).transpose(1, 2)  # (N, F, 3 or 9)
+        return F.dropout1d(channels, self.rate).transpose(1, 2).reshape(x.shape)
 
 
 class GlobalNode(nn.Module):
