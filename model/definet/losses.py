@@ -10,15 +10,31 @@ from torch_geometric.data import Data
 
 from definet.data.markers import VACANCY
 
+#: How an atom's coordinate error is measured: ``l1`` sums ``|dx|, |dy|, |dz|`` (the metric
+#: itself, reported as a mean over components); ``euclidean`` takes the length of the error
+#: vector, which does not depend on how the structure is oriented and pulls each atom straight
+#: towards its target.
+COORDINATE_LOSSES = ("l1", "euclidean")
+
 
 def coordinate_loss(
-    pred: torch.Tensor, batch: Data, host_weights: dict[str, float] | None = None
+    pred: torch.Tensor,
+    batch: Data,
+    host_weights: dict[str, float] | None = None,
+    kind: str = "l1",
 ) -> torch.Tensor:
-    """Mean absolute coordinate error over real (non-vacancy) atoms, each host's atoms scaled by
-    ``host_weights`` when given (:func:`host_loss_weights`) and each graph's by its
-    ``target_weight`` where graphs carry one (teacher-labelled ones, :mod:`definet.distill`)."""
+    """Mean coordinate error over real (non-vacancy) atoms, measured as ``kind``
+    (:data:`COORDINATE_LOSSES`), each host's atoms scaled by ``host_weights`` when given
+    (:func:`host_loss_weights`) and each graph's by its ``target_weight`` where graphs carry
+    one (teacher-labelled ones, :mod:`definet.distill`)."""
     real = batch.marker != VACANCY
-    error = (pred[real] - batch.y[real].to(pred.dtype)).abs()
+    delta = pred[real] - batch.y[real].to(pred.dtype)
+    if kind == "l1":
+        error = delta.abs()
+    elif kind == "euclidean":  # the small constant keeps the gradient finite at zero error
+        error = (delta.square().sum(-1, keepdim=True) + 1e-12).sqrt()
+    else:
+        raise ValueError(f"coordinate loss must be one of {COORDINATE_LOSSES}, got {kind!r}")
     per_graph = None
     if host_weights is not None:
         per_graph = torch.tensor(
@@ -65,10 +81,11 @@ def training_loss(
     batch: Data,
     bond_weight: float = 0.0,
     host_weights: dict[str, float] | None = None,
+    kind: str = "l1",
 ) -> torch.Tensor:
-    """Coordinate loss (each host's atoms scaled by ``host_weights``, when given) plus
-    ``bond_weight`` times the bond loss."""
-    loss = coordinate_loss(pred, batch, host_weights)
+    """Coordinate loss of ``kind`` (each host's atoms scaled by ``host_weights``, when given)
+    plus ``bond_weight`` times the bond loss."""
+    loss = coordinate_loss(pred, batch, host_weights, kind)
     if bond_weight:
         loss = loss + bond_weight * bond_loss(pred, batch)
     return loss

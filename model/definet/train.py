@@ -290,9 +290,11 @@ class Trainer:
             *inner, pred = predict_layer_positions(self.model, batch)
         else:
             inner, pred = [], predict_batch(self.model, batch)
-        loss = training_loss(pred, batch, c.bond_loss_weight, self.host_weights)
+        loss = training_loss(pred, batch, c.bond_loss_weight, self.host_weights, c.coordinate_loss)
         if inner:
-            inner_loss = sum(training_loss(x, batch, 0.0, self.host_weights) for x in inner)
+            inner_loss = sum(
+                training_loss(x, batch, 0.0, self.host_weights, c.coordinate_loss) for x in inner
+            )
             loss = loss + c.layer_loss_weight * inner_loss / len(inner)
         terms = (
             self.force_field(pred, batch, forces=bool(c.force_loss_weight))

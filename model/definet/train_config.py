@@ -11,6 +11,7 @@ import yaml
 
 from definet.data.graphs import GraphSettings
 from definet.forcefield_loss import FORCE_FIELDS, ForceFieldTerms
+from definet.losses import COORDINATE_LOSSES
 from definet.nn import DefiNetConfig
 
 #: Learning-rate schedules: ``plateau`` halves on stalled validation MAE; ``cosine`` decays from
@@ -54,6 +55,10 @@ class TrainConfig:
     #: only). Forces follow from neighbour separations, so stiff hosts (hBN) need them more
     #: precise than MAE.
     bond_loss_weight: float = 0.0
+    #: How each atom's coordinate error enters the loss (:data:`definet.losses.COORDINATE_LOSSES`):
+    #: ``l1``, the metric's own per-component absolute error, or ``euclidean``, the length of
+    #: the atom's error vector.
+    coordinate_loss: str = "l1"
     #: Standard deviation (A) of Gaussian noise added to the unrelaxed coordinates of the real
     #: atoms of every training batch (targets unchanged; 0: none). Every epoch then shows the
     #: model new starting points around each structure, a regulariser against memorising them.
@@ -105,6 +110,11 @@ class TrainConfig:
         config = cls(**raw)
         if config.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
+        if config.coordinate_loss not in COORDINATE_LOSSES:
+            raise ValueError(
+                f"coordinate_loss must be one of {COORDINATE_LOSSES}, "
+                f"got {config.coordinate_loss!r}"
+            )
         for name in (
             "bond_loss_weight",
             "energy_loss_weight",

@@ -174,6 +174,32 @@ def test_bond_loss_sees_separations_not_translations() -> None:
     assert training_loss(stretched, graph, 2.0) > coordinate_loss(stretched, graph)
 
 
+def test_euclidean_loss_is_each_atoms_distance_whatever_the_orientation() -> None:
+    graph = defect_graphs(1)[0]
+    target = graph.y.float()
+    real = torch.nonzero(graph.marker != VACANCY).flatten()
+    along_x, diagonal = target.clone(), target.clone()
+    along_x[real[0]] += torch.tensor([0.3, 0.0, 0.0])
+    diagonal[real[0]] += torch.tensor([0.3, 0.3, 0.3]) / 3**0.5  # the same miss, turned
+    n = len(real)
+    for miss in (along_x, diagonal):
+        loss = coordinate_loss(miss, graph, kind="euclidean")
+        assert loss.item() == pytest.approx(0.3 / n, rel=1e-4)
+        assert training_loss(miss, graph, kind="euclidean") == loss
+    # the per-component L1 loss sees the turned miss as larger
+    assert coordinate_loss(diagonal, graph).item() == pytest.approx(
+        3**0.5 * coordinate_loss(along_x, graph).item(), rel=1e-4
+    )
+    assert coordinate_loss(target, graph, kind="euclidean").item() < 1e-5
+    with pytest.raises(ValueError, match="coordinate loss must be one of"):
+        coordinate_loss(target, graph, kind="l2")
+
+
+def test_config_names_an_unknown_coordinate_loss() -> None:
+    with pytest.raises(ValueError, match="coordinate_loss must be one of"):
+        TrainConfig.from_dict({"coordinate_loss": "mse"})
+
+
 def test_bond_loss_ignores_vacancy_nodes() -> None:
     graph = defect_graphs(1)[0]
     vacancies = graph.marker == VACANCY
