@@ -134,7 +134,8 @@ class ValidationSummaryBuilder(Builder):
     query
         Optional filter on the source documents.
     delete_orphans
-        Remove summaries of groups that have no source documents any more.
+        Remove summaries of groups that have no source documents any more (only in a build
+        without ``query``: a filtered build does not see the other groups' documents).
     """
 
     def __init__(
@@ -180,7 +181,8 @@ class ValidationSummaryBuilder(Builder):
             d["summary_id"]: d
             for d in self.summaries.query(properties=["summary_id", "keys_hash", "last_updated"])
         }
-        self._orphans = sorted(set(built) - set(groups)) if self.delete_orphans else []
+        whole_store = self.delete_orphans and not self.query
+        self._orphans = sorted(set(built) - set(groups)) if whole_store else []
         stale = []
         for sid, item in groups.items():
             keys = sorted(d["key"] for d in item["docs"])

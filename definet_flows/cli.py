@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -229,6 +228,8 @@ def validate(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary, indent=2, default=str))
         console.print(f"wrote {json_out}")
+    if summary["failures_log"]:
+        console.print(f"tracebacks of the jobs that failed: {summary['failures_log']}")
     if summary["not_stored"]:
         console.print(
             f"[red]error: {len(summary['not_stored'])} defect(s) ran but were not stored "
@@ -256,7 +257,3 @@ def report(
 
 # `definet results`, `store init`, `fireworks submit`, `generate`, `export` register themselves
 from definet_flows import cli_cluster, cli_data  # noqa: E402, F401
-
-
-def main() -> None:  # pragma: no cover
-    sys.exit(app())

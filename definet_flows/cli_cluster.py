@@ -94,7 +94,9 @@ def results(
     ] = None,
     checkpoint: Annotated[
         str | None,
-        typer.Option(help="DefiNet weights: sha256 (prefix), checkpoint file or 'shipped'"),
+        typer.Option(
+            help="DefiNet weights: sha256 (prefix), checkpoint file, shipped name or 'shipped'"
+        ),
     ] = None,
     summary: Annotated[
         bool, typer.Option("--summary", help="the builder's summaries instead of defects")
@@ -181,9 +183,9 @@ def results(
 
 
 def _checkpoint(value: str | None) -> str | None:
-    from definet_flows.results import resolve_checkpoint
+    from definet_flows.results import checkpoint_sha256
 
-    return resolve_checkpoint(value)
+    return checkpoint_sha256(value)
 
 
 @store_app.command("init")

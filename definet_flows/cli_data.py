@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -56,6 +57,10 @@ def export(
     include_unconverged: Annotated[
         bool, typer.Option(help="also export relaxations that hit the step cap")
     ] = False,
+    settings_hash: Annotated[
+        str | None,
+        typer.Option(help="only relaxations with these engine settings (hash or its prefix)"),
+    ] = None,
 ) -> None:
     """Write the stored relaxed pairs as <out>/<host>/{train,val,test}.csv + CIF/ pairs.
 
@@ -72,7 +77,9 @@ def export(
         raise FileNotFoundError(f"results store not found: {store}")
     results = open_store(store)
     the_store = pairs_store(results) if source == "pairs" else results
-    criteria = {"host": {"$in": host}} if host else None
+    criteria: dict = {"host": {"$in": host}} if host else {}
+    if settings_hash:
+        criteria["settings_hash"] = {"$regex": f"^{re.escape(settings_hash.lower())}"}
     the_store.connect()
     try:
         counts = export_pairs(

@@ -27,7 +27,14 @@ from jobflow import Maker, job
 from pydantic import BaseModel, Field
 from pymatgen.core import Element, Structure
 
-from definet.data.markers import INTERSTITIAL, MARKER_KEY, PRISTINE, SUBSTITUTION, VACANCY
+from definet.data.markers import (
+    INTERSTITIAL,
+    MARKER_KEY,
+    PRISTINE,
+    SUBSTITUTION,
+    VACANCY,
+)
+from definet.data.markers import parse_supercell as supercell_matrix
 from definet_flows.hosts import DEFAULT_VACUUM, Host, load_host
 
 __all__ = [
@@ -134,33 +141,10 @@ def parse_supercell(spec: str | int | Sequence, is_2d: bool = False) -> np.ndarr
     ValueError
         Non-integer, singular, left-handed or (2D) c-repeating matrices, or bad strings.
     """
-    if isinstance(spec, str):
-        parts = re.split(r"\s*[x,*\s]\s*", spec.strip().lower())
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            raise ValueError(
-                f"Cannot parse supercell {spec!r}; use e.g. '4x4' or '3x3x3'"
-            ) from None
-        if len(values) == 2:
-            values.append(1)
-        if len(values) != 3:
-            raise ValueError(f"Supercell {spec!r} must have 2 or 3 factors")
-        spec = values
-    arr = np.asarray(spec, dtype=float)
-    if arr.ndim == 0:
-        arr = np.diag([arr, arr, 1.0 if is_2d else arr])
-    elif arr.shape == (3,):
-        arr = np.diag(arr)
-    elif arr.shape != (3, 3):
-        raise ValueError(f"Supercell must be a number, 3 numbers or a 3x3 matrix, got {spec!r}")
-    if not np.allclose(arr, np.round(arr)):
-        raise ValueError(f"Supercell matrix must be integer, got {arr.tolist()}")
-    matrix = np.round(arr).astype(int)
-    det = round(np.linalg.det(matrix))
-    if det == 0:
-        raise ValueError(f"Supercell matrix {matrix.tolist()} is singular")
-    if det < 0:
+    if not isinstance(spec, str) and np.ndim(spec) == 0:  # n: n x n (x 1 for 2D hosts)
+        spec = [spec, spec, 1 if is_2d else spec]
+    matrix = supercell_matrix(spec)
+    if round(np.linalg.det(matrix)) < 0:
         raise ValueError(f"Supercell matrix {matrix.tolist()} is left-handed (det < 0)")
     if is_2d and (matrix[2].tolist() != [0, 0, 1] or matrix[:, 2].tolist() != [0, 0, 1]):
         raise ValueError(f"2D host: the supercell must not repeat or mix c, got {matrix.tolist()}")
@@ -450,6 +434,28 @@ def single_defect_configurations(
 _NAME = re.compile(r"^(?P<a>[A-Za-z]{1,2})_(?P<b>[A-Za-z]{1,2})$")
 
 
+def parse_defect_name(name: str, elements: Iterable[str]) -> tuple[str, str]:
+    """``(host_element, label)`` of a multi-defect name (``v_S`` -> ``("S", "v")``, ``W_Mo``
+    -> ``("Mo", "W")``) on a host of ``elements``.
+
+    Raises
+    ------
+    ValueError
+        Unparseable names, interstitials, unknown dopants, or a site element the host lacks.
+    """
+    m = _NAME.match(name.strip())
+    if m is None:
+        raise ValueError(f"Cannot parse defect {name!r}; use e.g. 'v_S' or 'W_Mo'")
+    a, b = m["a"], m["b"]
+    if b == "i":
+        raise ValueError(f"Interstitials ({name}) are only generated as single defects")
+    label = "v" if a.lower() in ("v", "va") else _check_element(a, "Dopant")
+    elements = sorted(elements)
+    if b not in elements:
+        raise ValueError(f"{name}: host supercell has no {b} sites (has {elements})")
+    return b, label
+
+
 def parse_defect_counts(
     pristine: Structure,
     counts: dict[str, int] | None = None,
@@ -474,15 +480,7 @@ def parse_defect_counts(
             raise ValueError(f"Density of {name} must be in (0, 1], got {frac}")
     resolved: dict[tuple[str, str], int] = {}
     for name, value in [*requested.items(), *(density or {}).items()]:
-        m = _NAME.match(name.strip())
-        if m is None:
-            raise ValueError(f"Cannot parse defect {name!r}; use e.g. 'v_S' or 'W_Mo'")
-        a, b = m["a"], m["b"]
-        if b == "i":
-            raise ValueError(f"Interstitials ({name}) are only generated as single defects")
-        label = "v" if a.lower() in ("v", "va") else _check_element(a, "Dopant")
-        if b not in sites:
-            raise ValueError(f"{name}: host supercell has no {b} sites (has {sorted(sites)})")
+        b, label = parse_defect_name(name, sites)
         n = value if name in requested else max(1, round(value * sites[b]))
         if n != int(n) or n < 0:
             raise ValueError(f"Count of {name} must be a non-negative integer, got {value}")
@@ -653,7 +651,7 @@ class DefectSupercellMaker(Maker):
         Parameters
         ----------
         host
-            Built-in host name (see :func:`definet_flows.hosts.host_names`), a structure
+            Built-in host name (see :data:`definet_flows.hosts.HOSTS`), a structure
             file or a Structure.
 
         Returns

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SETTINGS",
     "ENGINES",
+    "RUN_OPTIONS",
     "EngineNotAvailableError",
     "EngineRelaxMaker",
     "RelaxEngine",
@@ -74,6 +75,12 @@ __all__ = [
 ]
 
 ENGINES: tuple[str, ...] = ("forcefield", "vasp", "cp2k")
+#: The ``run_options`` each engine reads (see :class:`RelaxEngine`).
+RUN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "forcefield": (),
+    "vasp": ("vasp_cmd", "command_from_settings"),
+    "cp2k": ("cp2k_cmd", "cp2k_binary", "mpi_procs", "command_from_settings"),
+}
 
 #: Default settings of each engine; every key may be overridden, no other key is accepted.
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
@@ -142,11 +149,15 @@ class RelaxEngine(MSONable):
         Overrides of :data:`DEFAULT_SETTINGS` ``[name]``; unknown keys raise ``ValueError``.
         After construction it holds the complete, canonical settings.
     run_options : dict
-        How to run, never part of the key. ``forcefield``: none. ``vasp``: ``vasp_cmd``
-        (default atomate2's ``VASP_CMD``). ``cp2k``: ``cp2k_cmd`` (full command, overrides
-        the next two), ``cp2k_binary`` (default ``cp2k.psmp``, else ``cp2k.popt``),
-        ``mpi_procs`` (default $DEFINET_CP2K_MPI_PROCS, else 2 where ``mpirun`` exists, else 1; run with
-        ``OMP_NUM_THREADS=1``).
+        How to run, never part of the key (:data:`RUN_OPTIONS`). ``forcefield``: none.
+        ``vasp``: ``vasp_cmd`` (default atomate2's ``VASP_CMD``). ``cp2k``: ``cp2k_cmd`` (full
+        command, overrides the next two), ``cp2k_binary`` (default ``cp2k.psmp``, else
+        ``cp2k.popt``), ``mpi_procs`` (default $DEFINET_CP2K_MPI_PROCS, else 2 where ``mpirun``
+        exists, else 1; run with ``OMP_NUM_THREADS=1``). Both DFT engines:
+        ``command_from_settings`` (true: without a ``*_cmd``, the job takes atomate2's
+        ``VASP_CMD`` / ``CP2K_CMD`` setting of the machine it runs on, e.g.
+        ``ATOMATE2_CP2K_CMD="srun cp2k.psmp"``, instead of a command worked out where the
+        flow is made; cluster submissions set it).
     """
 
     name: str = "forcefield"
@@ -159,6 +170,12 @@ class RelaxEngine(MSONable):
             raise ValueError(
                 f"unknown relaxation engine {self.name!r}; valid engines: {', '.join(ENGINES)}"
             )
+        unknown_options = sorted(set(self.run_options) - set(RUN_OPTIONS[self.name]))
+        if unknown_options:
+            raise ValueError(
+                f"unknown run option(s) {unknown_options} for engine {self.name!r}; "
+                f"valid run options: {', '.join(RUN_OPTIONS[self.name]) or 'none'}"
+            )
         defaults = DEFAULT_SETTINGS[self.name]
         unknown = sorted(set(self.settings) - set(defaults))
         if unknown:
@@ -166,6 +183,8 @@ class RelaxEngine(MSONable):
                 f"unknown setting(s) {unknown} for engine {self.name!r}; "
                 f"valid settings: {', '.join(sorted(defaults))}"
             )
+        for key, value in self.settings.items():
+            _check_setting_type(self.name, key, value, defaults[key])
         settings = json.loads(json.dumps({**defaults, **self.settings}, default=str))
         if self.name == "forcefield":
             settings["force_field"] = canonical_force_field(self.settings.get("force_field"))
@@ -181,8 +200,13 @@ class RelaxEngine(MSONable):
                 "cp2k spin_polarized=False is not supported: atomate2 0.1.5 cannot parse "
                 "restricted (RKS) CP2K outputs"
             )
-        if not settings["fmax"] > 0 or int(settings["max_steps"]) < 1:
-            raise ValueError("fmax must be > 0 and max_steps >= 1")
+        if not settings["fmax"] > 0 or settings["max_steps"] != int(settings["max_steps"]):
+            raise ValueError(
+                f"fmax must be > 0 and max_steps a whole number, got fmax {settings['fmax']!r}, "
+                f"max_steps {settings['max_steps']!r}"
+            )
+        if settings["max_steps"] < 1:
+            raise ValueError(f"max_steps must be >= 1, got {settings['max_steps']!r}")
         self.settings = settings
 
     @property
@@ -325,18 +349,30 @@ class RelaxEngine(MSONable):
             user_input_settings=user_input_settings,
             user_kpoints_settings=None,  # Gamma only (no &KPOINTS section)
         )
+        run_cp2k_kwargs: dict[str, Any] = {
+            "handlers": _cp2k_handlers(),
+            "validators": [Cp2kCompletedValidator()],
+        }
+        launched = False  # OMP_NUM_THREADS=1 behind an MPI launcher we chose
+        if not self._command_from_settings:  # else atomate2's CP2K_CMD where the job runs
+            run_cp2k_kwargs["cp2k_cmd"] = self._cp2k_cmd()
+            launched = _launcher(run_cp2k_kwargs["cp2k_cmd"])
         return Cp2kRelaxMaker(
             name="cp2k defect relax",
             input_set_generator=generator,
             basis=s["basis"],
             potential=s["potential"],
-            omp_threads=1 if _launcher(self._cp2k_cmd()) else None,
-            run_cp2k_kwargs={
-                "cp2k_cmd": self._cp2k_cmd(),
-                "handlers": _cp2k_handlers(),
-                "validators": [Cp2kCompletedValidator()],
-            },
+            omp_threads=1 if launched else None,
+            run_cp2k_kwargs=run_cp2k_kwargs,
             stop_children_kwargs={"handle_unsuccessful": False},
+        )
+
+    @property
+    def _command_from_settings(self) -> bool:
+        """Whether the job takes its command from atomate2's settings where it runs."""
+        command = "vasp_cmd" if self.name == "vasp" else "cp2k_cmd"
+        return bool(self.run_options.get("command_from_settings")) and (
+            command not in self.run_options
         )
 
     def _vasp_cmd(self) -> str:
@@ -347,6 +383,10 @@ class RelaxEngine(MSONable):
     def _cp2k_cmd(self) -> str:
         if "cp2k_cmd" in self.run_options:
             return str(self.run_options["cp2k_cmd"])
+        if self._command_from_settings:
+            from atomate2 import SETTINGS
+
+            return str(SETTINGS.CP2K_CMD)
         binary = self.run_options.get("cp2k_binary") or next(
             (b for b in ("cp2k.psmp", "cp2k.popt") if shutil.which(b)), "cp2k.psmp"
         )
@@ -453,6 +493,23 @@ class EngineRelaxMaker(Maker):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _check_setting_type(engine: str, key: str, value: Any, default: Any) -> None:
+    """Raise ValueError unless ``value`` has the kind of its default: a number (not a bool)
+    for a number, true/false for a flag, a mapping for a mapping (YAML reads ``5e-2`` as a
+    string, ``~`` as null)."""
+    if isinstance(default, bool):
+        expected, ok = "true or false", isinstance(value, bool)
+    elif isinstance(default, int | float):
+        expected = "a number"
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif isinstance(default, dict):
+        expected, ok = "a mapping", isinstance(value, dict)
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{engine} setting {key!r} must be {expected}, got {value!r}")
 
 
 def _module_exists(module: str) -> bool:

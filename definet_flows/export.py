@@ -89,12 +89,28 @@ def pairs_from_store(
     A ValidationDoc gives its unrelaxed structure and the relaxation from it (stored only
     with ``store_structures=True``). The host unit cell is the one stored with a
     RelaxedPairDoc, else the built-in host of that name.
+
+    A defect gives one pair: the same relaxation met again (validation documents of several
+    checkpoints) is skipped; relaxations of one defect with different engine settings raise
+    ValueError, naming them (choose one with ``criteria={"settings_hash": ...}``).
     """
     from definet_flows.hosts import load_host
 
     cells: dict[str, Structure] = {}
+    seen: dict[str, tuple[str, str]] = {}  # defect id -> (engine, settings hash)
+    exported: set[str] = set()
     query = {"status": "completed", **(criteria or {})}
     for doc in store.query(criteria=query):
+        how = (doc.get("engine", "?"), doc.get("settings_hash", "?"))
+        first = seen.setdefault(doc["defect_id"], how)
+        if first != how:
+            raise ValueError(
+                f"defect {doc['defect_id']} was relaxed with two engine settings ({first[0]} "
+                f"{first[1][:12]}, {how[0]} {how[1][:12]}); export one of them "
+                "(definet export --settings-hash PREFIX)"
+            )
+        if doc["defect_id"] in exported:
+            continue
         if "relaxed_structure" in doc:  # RelaxedPairDoc
             unrelaxed = doc["entry"]["structure"]
             relaxed = doc["relaxed_structure"]
@@ -114,6 +130,7 @@ def pairs_from_store(
                 cells[host] = load_host(host).structure
             except ValueError as exc:
                 raise ValueError(f"document {doc['key']}: no unit cell for host ({exc})") from None
+        exported.add(doc["defect_id"])
         yield RelaxedPair(
             atoms_id=doc["defect_id"],
             host=host,
@@ -195,7 +212,8 @@ def export_pairs(
     fractions: Mapping[str, float] | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, int]]:
-    """Write ``pairs`` in the official layout; rerunning adds new pairs and keeps old ones.
+    """Write ``pairs`` in the official layout; rerunning adds new pairs and keeps old ones,
+    each in the split it was listed in (``fractions`` and ``seed`` place only new pairs).
 
     Parameters
     ----------
@@ -256,8 +274,9 @@ def export_pairs(
             path = folder / f"{pair.atoms_id}_{kind}.cif"
             if not path.is_file():
                 _write_cif(structure, path)
-        split = assign_split(pair.atoms_id, fractions, seed)
-        listed[pair.host][split].add(pair.atoms_id)
+        listed_in = [s for s, ids in listed[pair.host].items() if pair.atoms_id in ids]
+        if not listed_in:  # a pair listed before keeps its split, whatever the fractions now
+            listed[pair.host][assign_split(pair.atoms_id, fractions, seed)].add(pair.atoms_id)
     counts = {}
     for host, splits in listed.items():
         counts[host] = {}

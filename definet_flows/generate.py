@@ -31,6 +31,7 @@ from pymatgen.core import Structure
 
 from definet_flows.defects import DefectEntry, DefectSupercellMaker
 from definet_flows.engines import EngineRelaxMaker, RelaxEngine
+from definet_flows.local_runs import failure_log, job_work_dir, remove_empty_job_dirs
 from definet_flows.relax_results import RelaxResult
 from definet_flows.schemas import RelaxOutcome
 
@@ -211,12 +212,11 @@ class RelaxedPairsFlowMaker(Maker):
 
     def finished(self) -> set[str]:
         """Keys already stored (failed ones left out with ``retry_failed``)."""
+        from definet_flows.stores import finished_keys
+
         self.store.connect()
         try:
-            docs = self.store.query(properties=["key", "status"])
-            return {
-                d["key"] for d in docs if not (self.retry_failed and d.get("status") == "failed")
-            }
+            return finished_keys(self.store, retry_failed=self.retry_failed)
         finally:
             self.store.close()
 
@@ -337,11 +337,6 @@ class GenerationPlan(BaseModel):
 # -- running it locally -----------------------------------------------------------------------
 
 
-class _FailureLog(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "failed with exception" in record.getMessage()
-
-
 def _run_part(args: tuple[RelaxedPairsFlowMaker, DefectEntry, str]) -> None:
     """Worker: build and run one defect's sub-flow with an in-memory JobStore.
 
@@ -355,25 +350,16 @@ def _run_part(args: tuple[RelaxedPairsFlowMaker, DefectEntry, str]) -> None:
     torch.set_num_threads(1)
     flow = replace(maker, skip_finished=False).make([entry])
     jobstore = JobStore(MemoryStore("outputs"), additional_stores={"data": MemoryStore("data")})
-    handler = logging.FileHandler(Path(work_dir) / "failures.log")
-    handler.addFilter(_FailureLog())
-    jobflow_logger = logging.getLogger("jobflow")
-    jobflow_logger.addHandler(handler)
-    jobflow_logger.setLevel(logging.INFO)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "cd is deprecated", FutureWarning)  # jobflow's
-            run_locally(
-                flow,
-                store=jobstore,
-                create_folders=True,
-                root_dir=work_dir,
-                log=False,
-                ensure_success=False,
-            )
-    finally:
-        jobflow_logger.removeHandler(handler)
-        handler.close()
+    with failure_log(work_dir), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "cd is deprecated", FutureWarning)  # jobflow's
+        run_locally(
+            flow,
+            store=jobstore,
+            create_folders=True,
+            root_dir=work_dir,
+            log=False,
+            ensure_success=False,
+        )
 
 
 def run_generation(
@@ -410,14 +396,11 @@ def run_generation(
     )
     entries = plan.entries()
     pending = maker.pending(entries)
-    work_dir = Path(work_dir or Path(plan.store) / "jobs")
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = job_work_dir(plan.store, work_dir)
     parts = [(maker, e, str(work_dir)) for e in pending]
     if parts:
         _run_all(parts, workers, progress)
-    for path in work_dir.glob("job_*"):  # jobs that wrote no files
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+    remove_empty_job_dirs(work_dir)
     store.connect()
     try:
         wanted = {pair_key(e.defect_id, engine) for e in entries}

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-__all__ = ["HOSTS", "Host", "get_host", "host_names", "is_2d", "load_host"]
+from definet.data.markers import is_slab
+
+__all__ = ["HOSTS", "Host", "get_host", "load_host"]
 
 DEFAULT_VACUUM = 15.0
 
@@ -140,11 +142,6 @@ HOSTS: dict[str, tuple[Callable[..., Structure], bool]] = {
 _ALIASES = {"bn": "hBN", "p": "BP", "phosphorene": "BP", "black_phosphorus": "BP"}
 
 
-def host_names() -> list[str]:
-    """Return the names of the built-in hosts."""
-    return list(HOSTS)
-
-
 def get_host(name: str, vacuum: float = DEFAULT_VACUUM) -> Host:
     """Return a built-in host by (case-insensitive) name.
 
@@ -165,13 +162,6 @@ def get_host(name: str, vacuum: float = DEFAULT_VACUUM) -> Host:
     return Host(name=canonical, structure=structure, is_2d=two_d)
 
 
-def is_2d(structure: Structure, min_gap: float = 7.0) -> bool:
-    """Guess whether ``structure`` is a slab: a gap of at least ``min_gap`` A along c."""
-    z = np.sort(structure.frac_coords[:, 2] % 1.0)
-    gaps = np.diff(np.append(z, z[0] + 1.0)) * structure.lattice.c
-    return bool(gaps.max() >= min_gap)
-
-
 def load_host(host: str | Path | Structure | Host, vacuum: float = DEFAULT_VACUUM) -> Host:
     """Return a :class:`Host` from a built-in name, a structure file or a Structure.
 
@@ -181,9 +171,9 @@ def load_host(host: str | Path | Structure | Host, vacuum: float = DEFAULT_VACUU
     if isinstance(host, Host):
         return host
     if isinstance(host, Structure):
-        return Host(name=host.reduced_formula, structure=host, is_2d=is_2d(host))
+        return Host(name=host.reduced_formula, structure=host, is_2d=is_slab(host))
     path = Path(host)
     if path.is_file():
         structure = Structure.from_file(path)
-        return Host(name=path.stem, structure=structure, is_2d=is_2d(structure))
+        return Host(name=path.stem, structure=structure, is_2d=is_slab(structure))
     return get_host(str(host), vacuum=vacuum)

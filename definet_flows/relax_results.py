@@ -197,8 +197,12 @@ def _parse_vasp(doc: Any, engine: RelaxEngine | None) -> tuple[dict, dict]:
     params = last.input.parameters or {}
     nsw = int(params.get("NSW", 0))
     n_last = len(last.output.ionic_steps)
-    # VASP stops before NSW only when EDIFFG is met (custodian restarts are disabled).
-    converged = nsw <= 0 or n_last < nsw
+    ediffg = float(params.get("EDIFFG", 0.0))
+    max_force = _max_norm(doc.output.forces)
+    # VASP stops before NSW only when EDIFFG is met (custodian restarts are disabled); a run
+    # that met a force criterion exactly at step NSW converged too.
+    met_forces = ediffg < 0 and len(doc.output.forces) > 0 and max_force <= -ediffg + 1e-6
+    converged = nsw <= 0 or n_last < nsw or met_forces
     run_stats = (doc.run_stats or {}).get("overall")
     wall = float(run_stats.elapsed_time) if run_stats and run_stats.elapsed_time else None
     recorded = {
@@ -209,7 +213,7 @@ def _parse_vasp(doc: Any, engine: RelaxEngine | None) -> tuple[dict, dict]:
     return {
         "n_ionic_steps": sum(len(c.output.ionic_steps) for c in calcs),
         "energy": float(doc.output.energy),
-        "max_force": _max_norm(doc.output.forces),
+        "max_force": max_force,
         "converged": bool(converged),
         "final_structure": doc.output.structure,
         "wall_time_s": wall,

@@ -164,6 +164,39 @@ def _table(docs: Sequence[Mapping], group_by: str) -> list[str]:
     return lines
 
 
+def _headline(docs: list[dict[str, Any]]) -> list[str]:
+    """The key figures, one block per engine, settings and checkpoint (never pooled: the same
+    defect relaxed twice would count twice)."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for d in docs:
+        groups.setdefault((d["engine"], d["settings_hash"], d["checkpoint_sha256"]), []).append(d)
+    lines: list[str] = []
+    for (engine, settings, checkpoint), part in sorted(groups.items()):
+        if len(groups) > 1:
+            lines += [
+                f"**{engine}, settings {settings[:12]}, checkpoint {checkpoint[:12]}** "
+                f"({len(part)} defects)",
+                "",
+            ]
+        figures = summarize(part)
+        su, sp = figures["steps_unrelaxed"], figures["steps_predicted"]
+        lines += [
+            f"- median ionic steps: {_fmt(su.median)} from unrelaxed, {_fmt(sp.median)} from "
+            "DefiNet",
+            f"- converged within 3 steps: {_fmt(figures['share_within_3_unrelaxed'], 2)} from "
+            f"unrelaxed, {_fmt(figures['share_within_3_predicted'], 2)} from DefiNet",
+            f"- failed validations (a relaxation or the prediction gave no result; plots leave "
+            f"them out): {figures['n_failed']} of {len(part)}",
+            f"- same minimum from both starts: {_fmt(figures['share_same_minimum'], 2)}; "
+            f"mean dE {_fmt(figures['mean_energy_difference'])} eV",
+            f"- mean coordinate MAE vs relaxed-from-unrelaxed: DefiNet "
+            f"{_fmt(figures['mean_definet_mae'])} A, unrelaxed (do nothing) "
+            f"{_fmt(figures['mean_baseline_mae'])} A",
+            "",
+        ]
+    return lines
+
+
 def write_report(
     docs_or_store: Store | Iterable[ValidationDoc | Mapping],
     out_dir: str | Path,
@@ -215,8 +248,6 @@ def write_report(
     else:
         plots = {}
 
-    overall = summarize(docs)
-    su, sp = overall["steps_unrelaxed"], overall["steps_predicted"]
     lines = [
         f"# {title}",
         "",
@@ -228,17 +259,7 @@ def write_report(
         "structure and from the DefiNet prediction. Steps are the engine's ionic steps; "
         "dE = E(from DefiNet) - E(from unrelaxed).",
         "",
-        f"- median ionic steps: {_fmt(su.median)} from unrelaxed, {_fmt(sp.median)} from DefiNet",
-        f"- converged within 3 steps: {_fmt(overall['share_within_3_unrelaxed'], 2)} from "
-        f"unrelaxed, {_fmt(overall['share_within_3_predicted'], 2)} from DefiNet",
-        f"- failed validations (a relaxation or the prediction gave no result; plots leave "
-        f"them out): {overall['n_failed']} of {len(docs)}",
-        f"- same minimum from both starts: {_fmt(overall['share_same_minimum'], 2)}; "
-        f"mean dE {_fmt(overall['mean_energy_difference'])} eV",
-        f"- mean coordinate MAE vs relaxed-from-unrelaxed: DefiNet "
-        f"{_fmt(overall['mean_definet_mae'])} A, unrelaxed (do nothing) "
-        f"{_fmt(overall['mean_baseline_mae'])} A",
-        "",
+        *_headline(docs),
         "## Overall",
         "",
         "Pairs of figures are (from unrelaxed / from DefiNet).",

@@ -31,7 +31,7 @@ __all__ = [
     "query_summaries",
     "build_summaries",
     "docs_table",
-    "resolve_checkpoint",
+    "checkpoint_sha256",
     "summary_rows",
     "summary_table",
     "write_rows",
@@ -105,31 +105,30 @@ def parse_range(text: str | None) -> tuple[int | None, int | None] | None:
     return lo, hi
 
 
-def resolve_checkpoint(value: str | None) -> str | None:
-    """Return a sha256 prefix: the hex string itself, or the sha256 of a checkpoint file.
-
-    ``"shipped"`` stands for the default weights shipped with ``definet``.
+def checkpoint_sha256(value: str | None) -> str | None:
+    """Return a sha256 prefix: the hex string itself, or the sha256 of a checkpoint file or
+    of shipped weights named as in ``definet predict --checkpoint`` (``"shipped"`` stands for
+    the default weights).
 
     Raises
     ------
     ValueError
-        If ``value`` is neither a hex prefix nor an existing file.
+        If ``value`` is neither a hex prefix, nor an existing file, nor a shipped name.
     """
     if value is None:
         return None
-    if value == "shipped":
-        from definet.predict import default_checkpoint
+    from definet.checkpoint import file_sha256
+    from definet.predict import resolve_checkpoint
 
-        value = str(default_checkpoint())
-    if Path(value).is_file():
-        from definet.checkpoint import file_sha256
-
-        return file_sha256(value)
-    if not _SHA.fullmatch(value.lower()):
+    if _SHA.fullmatch(value.lower()) and not Path(value).is_file():
+        return value.lower()
+    try:
+        return file_sha256(resolve_checkpoint(None if value == "shipped" else value))
+    except FileNotFoundError as exc:
         raise ValueError(
-            f"--checkpoint {value!r} is neither a sha256 (prefix) nor a checkpoint file"
-        )
-    return value.lower()
+            f"--checkpoint {value!r} is neither a sha256 (prefix) nor a checkpoint file nor "
+            f"shipped weights ({exc})"
+        ) from None
 
 
 def _in(values: Sequence[str] | None) -> dict | str | None:

@@ -92,8 +92,17 @@ class ValidationSpec(BaseModel):
         description="Overrides of the engine's default settings (identical for both starts), "
         "e.g. {'force_field': 'CHGNet', 'fmax': 0.05, 'max_steps': 500}.",
     )
+    run_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How the engine runs where the jobs run, never part of a key, e.g. "
+        "{'cp2k_cmd': 'srun cp2k.psmp'} or {'vasp_cmd': 'srun vasp_std'} (see "
+        "definet_flows.engines.RUN_OPTIONS). Cluster submissions without a command take "
+        "atomate2's VASP_CMD / CP2K_CMD setting of the compute node.",
+    )
     checkpoint: str | None = Field(
-        None, description="DefiNet checkpoint file; None uses the shipped default weights."
+        None,
+        description="DefiNet checkpoint file or shipped weights name (e.g. definet-chgnet); "
+        "None uses the shipped default weights.",
     )
     batch_size: int = Field(32, ge=1, description="Structures per DefiNet forward pass.")
     store: str = Field(
@@ -158,7 +167,9 @@ class ValidationSpec(BaseModel):
         try:
             self.relax_engine()  # unknown settings raise, listing the valid ones
         except ValueError as exc:
-            raise ValueError(f"field 'engine_settings': {exc}") from None
+            field = "run_options" if "run option" in str(exc) else "engine_settings"
+            raise ValueError(f"field '{field}': {exc}") from None
+        self._check_defect_elements()
         if self.supercell is not None:
             from definet_flows.defects import parse_supercell
             from definet_flows.hosts import HOSTS, get_host
@@ -170,6 +181,31 @@ class ValidationSpec(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"field 'supercell': {exc}") from None
         return self
+
+    def _check_defect_elements(self) -> None:
+        """Every element the defect fields name as a host site is one of the host's."""
+        from definet_flows.defects import parse_defect_name
+        from definet_flows.hosts import load_host
+
+        host = load_host(self.host)
+        elements = sorted(host.structure.symbol_set)
+        named = {
+            "vacancies": self.vacancies if isinstance(self.vacancies, list) else [],
+            "dopants": list(self.dopants) if isinstance(self.dopants, dict) else [],
+        }
+        for field, sites in named.items():
+            missing = [el for el in sites if el not in elements]
+            if missing:
+                raise ValueError(
+                    f"field '{field}': {', '.join(missing)} not in host {host.name} "
+                    f"(elements {', '.join(elements)})"
+                )
+        for field in ("defect_counts", "defect_density"):
+            for name in getattr(self, field) or {}:
+                try:
+                    parse_defect_name(name, elements)
+                except ValueError as exc:
+                    raise ValueError(f"field '{field}': {exc}") from None
 
     # -- construction -----------------------------------------------------------------------
 
@@ -204,7 +240,7 @@ class ValidationSpec(BaseModel):
         """The relaxation engine with its complete settings."""
         from definet_flows.engines import RelaxEngine
 
-        return RelaxEngine(self.engine, dict(self.engine_settings))
+        return RelaxEngine(self.engine, dict(self.engine_settings), dict(self.run_options))
 
     def multi_defect_counts(self) -> dict[str, int] | None:
         """``defect_counts``, or the default draw (see :func:`default_defect_counts`)."""

@@ -217,6 +217,9 @@ def _sibling(store: Store, name: str, data: bool = False) -> Store:
             "username": store.username,
             "password": store.password,
             "uri": getattr(store, "uri", None),
+            "auth_source": store.auth_source,  # how to log in and connect: as the results store
+            "mongoclient_kwargs": store.mongoclient_kwargs,
+            "ssh_tunnel": store.ssh_tunnel,
         }
         return GridFSStore(**args) if data else MongoStore(**args)
     raise TypeError(f"Cannot derive a job store from {type(store).__name__}")
@@ -350,9 +353,14 @@ def upsert_validation_docs(
     return written
 
 
-def finished_keys(store: Store, criteria: dict | None = None) -> set[str]:
-    """Return the keys of the stored ValidationDocs (optionally filtered by ``criteria``).
+def finished_keys(
+    store: Store, criteria: dict | None = None, retry_failed: bool = False
+) -> set[str]:
+    """Return the keys of the stored documents of a connected store (optionally filtered by
+    ``criteria``; failed ones left out with ``retry_failed``).
 
     A rerun skips defects whose ``schemas.make_key(...)`` is in this set.
     """
+    if retry_failed:
+        criteria = {**(criteria or {}), "status": {"$ne": "failed"}}
     return {d["key"] for d in store.query(criteria=criteria or {}, properties=["key"])}

@@ -56,12 +56,22 @@ def db_timeout_ms() -> int:
 # -- spec and flow ---------------------------------------------------------------------------
 
 
+#: Spec fields that say the same thing two ways: an option given replaces the file's other one.
+_ALTERNATIVES = {
+    "supercell": "min_length",
+    "min_length": "supercell",
+    "defect_counts": "defect_density",
+    "defect_density": "defect_counts",
+}
+
+
 def load_spec(spec_file: str | Path | None = None, **options: Any) -> ValidationSpec:
     """Return the validation spec from a YAML file and/or ``definet validate`` options.
 
     Options that are None are left out; the others override the file's fields, as in
-    ``definet validate``: ``engine_settings`` are merged into the file's, and a
-    ``supercell`` replaces the file's ``min_length``.
+    ``definet validate``: ``engine_settings`` are merged into the file's, and an option
+    replaces the file's alternative to it (``supercell`` / ``min_length``, ``defect_counts``
+    / ``defect_density``).
 
     Raises
     ------
@@ -84,20 +94,25 @@ def load_spec(spec_file: str | Path | None = None, **options: Any) -> Validation
                 **base.get("engine_settings", {}),
                 **given["engine_settings"],
             }
-        if "supercell" in given:
-            base.pop("min_length", None)
+        for option, replaced in _ALTERNATIVES.items():  # an option replaces its alternative
+            if option in given:
+                base.pop(replaced, None)
         return ValidationSpec.from_dict(base | given, source=f"{spec_file} + options")
     except (ValueError, FileNotFoundError) as exc:
         raise SubmissionError(f"invalid validation spec: {exc}") from None
 
 
 def _for_cluster(spec: ValidationSpec) -> ValidationSpec:
-    """The spec with absolute paths (jobs run in their own folders, maybe elsewhere)."""
+    """The spec with absolute paths (jobs run in their own folders, maybe elsewhere) and, for
+    the DFT engines, the run command of the machine each job runs on."""
     update = {"store": str(Path(spec.store).expanduser().resolve())}
-    if spec.checkpoint is not None:
+    if spec.checkpoint is not None and Path(spec.checkpoint).expanduser().is_file():
         update["checkpoint"] = str(Path(spec.checkpoint).expanduser().resolve())
+    # else a shipped name (``definet-chgnet``), which the cluster's definet resolves itself
     if Path(spec.host).expanduser().is_file():
         update["host"] = str(Path(spec.host).expanduser().resolve())
+    if spec.engine in ("vasp", "cp2k"):  # the compute node's command, not this machine's
+        update["run_options"] = {"command_from_settings": True, **spec.run_options}
     return spec.model_copy(update=update)
 
 

@@ -30,6 +30,7 @@ from jobflow import Flow, Maker, OnMissing, job
 
 from definet_flows.defects import DefectEntry, DefectSupercellMaker
 from definet_flows.engines import EngineRelaxMaker, RelaxEngine
+from definet_flows.local_runs import FAILURE_LOG, failure_log, job_work_dir, remove_empty_job_dirs
 from definet_flows.predict import DefiNetPredictMaker, checkpoint_path
 from definet_flows.relax_results import RelaxResult
 from definet_flows.schemas import ValidationDoc, make_key
@@ -272,13 +273,12 @@ class ValidationFlowMaker(Maker):
 
     def finished(self) -> set[str]:
         """Keys already in the results store (failed ones left out with ``retry_failed``)."""
+        from definet_flows.stores import finished_keys
+
         store = self._store()
         store.connect()
         try:
-            docs = store.query(properties=["key", "status"])
-            return {
-                d["key"] for d in docs if not (self.retry_failed and d.get("status") == "failed")
-            }
+            return finished_keys(store, retry_failed=self.retry_failed)
         finally:
             store.close()
 
@@ -529,8 +529,9 @@ def run_validation(
     Returns
     -------
     dict
-        See :func:`validation_summary`, plus ``n_requested``, ``n_run``, ``n_skipped`` and
-        ``wall_time_s`` of this run.
+        See :func:`validation_summary`, plus ``n_requested``, ``n_run``, ``n_skipped``,
+        ``wall_time_s`` of this run and ``failures_log``, the file holding the tracebacks of
+        the jobs that failed in it (None when none did).
     """
     from jobflow import run_locally
     from maggma.stores import MemoryStore
@@ -543,14 +544,19 @@ def run_validation(
         spec, entries, unrelaxed_results, retry_failed=retry_failed, **maker_options
     )
     meta = flow.metadata
+    failures = None
     if meta["pending"]:
-        if work_dir is None:
-            work_dir = "definet_jobs" if spec.store_is_config else Path(spec.store) / "jobs"
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        work_dir = job_work_dir(spec.store, work_dir)
         if keep_job_outputs is None:
             keep_job_outputs = spec.store_is_config
         jobstore = make_jobstore(store if keep_job_outputs else MemoryStore("definet_jobs"))
-        with _progress(len(meta["pending"]), progress), warnings.catch_warnings():
+        log_path = work_dir / FAILURE_LOG
+        logged_before = log_path.stat().st_size if log_path.is_file() else 0
+        with (
+            failure_log(work_dir),
+            _progress(len(meta["pending"]), progress),
+            warnings.catch_warnings(),
+        ):
             warnings.filterwarnings("ignore", "cd is deprecated", FutureWarning)  # jobflow's
             # One run_locally per part, in flow order (prediction chunk, then its defects one
             # by one): run_locally on the whole flow would go generation by generation
@@ -567,7 +573,9 @@ def run_validation(
                 )
                 if not keep_job_outputs and not _is_prediction(part):
                     _forget(jobstore, part)
-        _remove_empty_job_dirs(Path(work_dir))
+        remove_empty_job_dirs(work_dir)
+        if log_path.is_file() and log_path.stat().st_size > logged_before:
+            failures = str(log_path)
     not_stored = _not_stored(store, meta["pending"])
     summary = validation_summary(store, meta["keys"], build=build_summaries)
     summary.update(
@@ -581,6 +589,7 @@ def run_validation(
         engine_settings=spec.relax_engine().settings,
         settings_hash=spec.relax_engine().settings_hash,
         store=spec.store,
+        failures_log=failures,
         wall_time_s=time.perf_counter() - start,
     )
     return summary
@@ -607,13 +616,6 @@ def _forget(jobstore: Any, flow: Flow) -> None:
     jobstore.remove_docs({"uuid": {"$in": uuids}})
     for extra in jobstore.additional_stores.values():
         extra.remove_docs({"job_uuid": {"$in": uuids}})
-
-
-def _remove_empty_job_dirs(work_dir: Path) -> None:
-    """Drop the empty folders run_locally made for jobs that write no files."""
-    for path in work_dir.glob("job_*"):
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
 
 
 def flatten_summary(figures: dict[str, Any]) -> dict[str, Any]:

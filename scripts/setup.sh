@@ -8,6 +8,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import definet, definet_flows, pytest" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q "torch==2.13.0"          # CPU build; install it before the rest
+  # before the rest; the pin finds the CPU build where pip is configured with one (a local
+  # wheel on our machines); elsewhere set PIP_INDEX_URL=https://download.pytorch.org/whl/cpu
+  .venv/bin/pip install -q "torch==2.13.0"
   .venv/bin/pip install -q -e ".[dev]"
 fi

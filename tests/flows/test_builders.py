@@ -162,3 +162,13 @@ def test_incremental(stores):
     out = summaries(target)
     assert "host=WSe2" not in out
     check(out["all=all"], [r for r in rows if r[0] == "MoS2"])
+
+
+def test_a_filtered_build_keeps_the_summaries_it_cannot_see(stores):
+    source, target = stores
+    ValidationSummaryBuilder(source, target).run()
+    ValidationSummaryBuilder(source, target, query={"host": "MoS2"}).run()
+    out = summaries(target)
+    assert "host=WSe2" in out  # outside the query, not an orphan
+    check(out["host=WSe2"], [r for r in ROWS if r[0] == "WSe2"])
+    check(out["host=MoS2"], [r for r in ROWS if r[0] == "MoS2"])

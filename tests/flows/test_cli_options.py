@@ -31,3 +31,18 @@ def test_a_command_without_a_spec_parameter_is_refused():
 
         @with_spec_options
         def run(label: str = "none") -> None: ...
+
+
+def test_an_option_replaces_the_files_other_way_of_saying_it(tmp_path):
+    from definet_flows.submit import load_spec
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text("host: MoS2\nsupercell: 4x4\ndefect_density: {v_S: 0.05}\nn: 3\n")
+    from_file = load_spec(spec_file)
+    assert from_file.supercell == "4x4"
+    spec = load_spec(spec_file, min_length=12.0, defect_counts={"v_S": 2})
+    assert (spec.supercell, spec.min_length) == (None, 12.0)  # not the file's 4x4
+    assert (spec.defect_counts, spec.defect_density) == ({"v_S": 2}, None)
+    assert spec.n == 3  # what no option names stays as in the file
+    spec = load_spec(tmp_path / "spec.yaml", supercell="5x5")
+    assert spec.supercell == "5x5" and spec.defect_density == {"v_S": 0.05}

@@ -15,6 +15,7 @@ relaxations, a tiny randomly initialised DefiNet checkpoint.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import sys
 from pathlib import Path
 
@@ -512,3 +513,34 @@ def test_example_fireworks_files_load(servers):
     script = adapter.get_script_str("/scratch/x")
     assert "#SBATCH --ntasks=16" in script and "rlaunch" in script
     assert "JOBFLOW_CONFIG_FILE" in script
+
+
+def test_cluster_spec_keeps_shipped_weight_names_and_makes_files_absolute(checkpoint, tmp_path):
+    from definet_flows.spec import ValidationSpec
+    from definet_flows.submit import _for_cluster
+
+    shipped = _for_cluster(
+        ValidationSpec.from_dict({"host": "MoS2", "checkpoint": "definet-chgnet"})
+    )
+    assert shipped.checkpoint == "definet-chgnet"  # the cluster's definet resolves the name
+    relative = os.path.relpath(checkpoint)
+    own = _for_cluster(ValidationSpec.from_dict({"host": "MoS2", "checkpoint": relative}))
+    assert own.checkpoint == str(Path(checkpoint).resolve())
+    assert Path(own.store).is_absolute()
+    assert own.run_options == {}  # force fields need no command
+
+
+def test_cluster_dft_jobs_take_the_command_of_their_node():
+    from definet_flows.spec import ValidationSpec
+    from definet_flows.submit import _for_cluster
+
+    cp2k = _for_cluster(ValidationSpec.from_dict({"host": "MoS2", "engine": "cp2k"}))
+    assert cp2k.run_options == {"command_from_settings": True}
+    assert "cp2k_cmd" not in cp2k.relax_engine().make_maker(check=False).run_cp2k_kwargs
+    named = ValidationSpec.from_dict(
+        {"host": "MoS2", "engine": "cp2k", "run_options": {"cp2k_cmd": "srun cp2k.psmp"}}
+    )
+    maker = _for_cluster(named).relax_engine().make_maker(check=False)
+    assert maker.run_cp2k_kwargs["cp2k_cmd"] == "srun cp2k.psmp"
+    with pytest.raises(ValueError, match="field 'run_options': unknown run option"):
+        ValidationSpec.from_dict({"host": "MoS2", "engine": "cp2k", "run_options": {"x": 1}})

@@ -11,6 +11,7 @@ import pytest
 from pymatgen.core import Composition, Structure
 from pymatgen.core.structure_matcher import StructureMatcher
 
+from definet.data.markers import is_slab
 from definet_flows.defects import (
     INTERSTITIAL,
     MARKER_KEY,
@@ -26,7 +27,7 @@ from definet_flows.defects import (
     pristine_supercell,
     site_permutations,
 )
-from definet_flows.hosts import HOSTS, get_host, is_2d
+from definet_flows.hosts import HOSTS, get_host
 
 TYPE_MARKER = {"vacancy": VACANCY, "substitution": SUBSTITUTION, "interstitial": INTERSTITIAL}
 
@@ -187,6 +188,9 @@ def test_supercell_parsing():
         parse_supercell([[1, 0, 0], [2, 0, 0], [0, 0, 1]])
     with pytest.raises(ValueError, match="parse"):
         parse_supercell("four by four")
+    with pytest.raises(ValueError, match="left-handed"):
+        parse_supercell([[-2, 0, 0], [0, 2, 0], [0, 0, 1]])
+    assert parse_supercell("3, 3, 3").tolist() == np.diag([3, 3, 3]).tolist()
 
 
 @pytest.mark.parametrize("name", ["MoS2", "BP", "Si"])
@@ -214,7 +218,7 @@ def test_hosts():
     for name in HOSTS:
         host = get_host(name)
         s = host.structure
-        assert is_2d(s) == host.is_2d
+        assert is_slab(s) == host.is_2d
         if host.is_2d:
             z = s.cart_coords[:, 2]
             assert 14.0 <= s.lattice.c - np.ptp(z) <= 20.0  # vacuum gap

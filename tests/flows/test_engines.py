@@ -143,6 +143,55 @@ def test_missing_packages_and_binaries_raise_before_any_work(monkeypatch):
     assert make_relax_maker("vasp", check=False).name == "vasp defect relax"
 
 
+@pytest.mark.parametrize(
+    ("engine", "settings", "message"),
+    [
+        ("forcefield", {"fmax": "5e-2"}, "forcefield setting 'fmax' must be a number, got '5e-2'"),
+        ("forcefield", {"calculator_kwargs": None}, "'calculator_kwargs' must be a mapping"),
+        ("cp2k", {"spin_polarized": "yes"}, "'spin_polarized' must be true or false"),
+        ("vasp", {"max_steps": True}, "'max_steps' must be a number, got True"),
+        ("vasp", {"max_steps": 2.5}, "max_steps a whole number"),
+        ("cp2k", {"max_steps": 0}, "max_steps must be >= 1, got 0"),
+    ],
+)
+def test_settings_of_the_wrong_kind_are_named(engine, settings, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RelaxEngine(engine, settings)
+
+
+def test_dft_commands_come_from_here_or_from_the_machine_that_runs_the_job():
+    from atomate2 import SETTINGS
+
+    def cp2k_kwargs(run_options):
+        maker = RelaxEngine("cp2k", run_options=run_options).make_maker(check=False)
+        return maker.run_cp2k_kwargs, maker.omp_threads
+
+    kwargs, threads = cp2k_kwargs({"mpi_procs": 4, "cp2k_binary": "cp2k.psmp"})
+    assert kwargs["cp2k_cmd"].startswith("mpirun") and kwargs["cp2k_cmd"].endswith(
+        "-np 4 cp2k.psmp"
+    )
+    assert threads == 1
+    # on a cluster the job takes atomate2's CP2K_CMD of its node: nothing is baked in here
+    kwargs, threads = cp2k_kwargs({"mpi_procs": 4, "command_from_settings": True})
+    assert "cp2k_cmd" not in kwargs and threads is None
+    assert RelaxEngine("cp2k", run_options={"command_from_settings": True})._cp2k_cmd() == (
+        SETTINGS.CP2K_CMD
+    )
+    # a command the user names wins
+    kwargs, _ = cp2k_kwargs({"cp2k_cmd": "srun cp2k.psmp", "command_from_settings": True})
+    assert kwargs["cp2k_cmd"] == "srun cp2k.psmp"
+    vasp = RelaxEngine("vasp", run_options={"vasp_cmd": "srun vasp_std"}).make_maker(check=False)
+    assert vasp.run_vasp_kwargs["vasp_cmd"] == "srun vasp_std"
+    vasp = RelaxEngine("vasp", run_options={"command_from_settings": True}).make_maker(check=False)
+    assert "vasp_cmd" not in vasp.run_vasp_kwargs
+    with pytest.raises(
+        ValueError, match=r"unknown run option\(s\) \['vasp_cmd'\] for engine 'cp2k'"
+    ):
+        RelaxEngine("cp2k", run_options={"vasp_cmd": "vasp_std"})
+    with pytest.raises(ValueError, match="valid run options: none"):
+        RelaxEngine("forcefield", run_options={"mpi_procs": 2})
+
+
 @pytest.mark.parametrize("name", ["forcefield", "vasp", "cp2k"])
 def test_flows_serialise_for_remote_workers(name, cu_vacancy):
     """Makers, handlers and the engine survive a JSON round trip (jobflow-remote, FireWorks)."""
@@ -406,8 +455,12 @@ def test_vasp_relax_with_fake_vasp(ref, mock_vasp, tmp_path):
     assert result.final_structure.matches(vasprun.final_structure)
     assert result.wall_time_s and result.wall_time_s > 0
 
-    # a run stopped by NSW is unconverged
-    doc.calcs_reversed[0].input.parameters["NSW"] = result.n_ionic_steps
+    # a run that met EDIFFG at its last allowed step (NSW) converged; one stopped by NSW
+    # with larger forces did not
+    parameters = doc.calcs_reversed[0].input.parameters
+    parameters["NSW"] = result.n_ionic_steps
+    assert engine.result(doc).converged
+    parameters["EDIFFG"] = -result.max_force / 2
     assert not engine.result(doc).converged
 
 

@@ -149,6 +149,11 @@ def test_export_is_read_by_the_dataset_reader(generated, tmp_path):
         if counts[host][split]:
             graphs += load_split(out, split, GraphSettings(), progress=False, cache_dir=tmp_path)
     assert len(graphs) == 5
+    # exporting again with other fractions moves no listed pair (a test pair never turns up
+    # in train)
+    before = {s: (out / host / f"{s}.csv").read_text() for s in ("train", "test")}
+    export_pairs(pairs, out, {"train": 1.0})
+    assert {s: (out / host / f"{s}.csv").read_text() for s in ("train", "test")} == before
     for g in graphs:
         pair = by_id[g.atoms_id]
         real = g.marker != VACANCY
@@ -363,3 +368,39 @@ def test_cli_generate_runs_and_resumes(cu_cif, tmp_path):
     assert again.exit_code == 0 and "0 relaxed now, 2 already stored" in again.output
     missing = runner.invoke(app, ["generate", "--plan", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 1 and "generation plan not found" in missing.output
+
+
+def test_export_names_a_defect_relaxed_with_two_engine_settings(generated, tmp_path):
+    import shutil
+
+    _, store_dir, _ = generated
+    store_copy = tmp_path / "store"
+    shutil.copytree(store_dir, store_copy)
+    store = pairs_store(open_store(store_copy))
+    store.connect()
+    doc = next(iter(store.query({"status": "completed"})))
+    other = dict(doc, settings_hash="f" * 64, key=f"{doc['defect_id']}:forcefield:{'f' * 64}")
+    other.pop("_id", None)
+    store.update([other], key="key")
+    store.close()
+    runner = CliRunner()
+    args = ["export", "--store", str(store_copy), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert f"defect {doc['defect_id']} was relaxed with two engine settings" in result.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.csv"))
+    # choosing one of them exports every defect once
+    result = runner.invoke(app, [*args, "--settings-hash", doc["settings_hash"][:8]])
+    assert result.exit_code == 0, result.output
+    ids = [
+        row[0]
+        for split in ("train", "val", "test")
+        if (tmp_path / "out" / doc["host"] / f"{split}.csv").is_file()
+        for row in csv.reader((tmp_path / "out" / doc["host"] / f"{split}.csv").open())
+    ]
+    ids = [i for i in ids if i != "atoms_id"]
+    original = pairs_store(open_store(store_dir))
+    original.connect()
+    expected = sorted(p.atoms_id for p in pairs_from_store(original))
+    original.close()
+    assert sorted(ids) == expected and len(expected) == len(set(expected))

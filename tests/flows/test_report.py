@@ -51,3 +51,18 @@ def test_report_from_store(tmp_path, docs):
 def test_report_needs_documents(tmp_path):
     with pytest.raises(ValueError, match="No ValidationDocs"):
         write_report([], tmp_path)
+
+
+def test_headline_figures_never_pool_two_checkpoints(tmp_path, make_docs):
+    first = make_docs(6, seed=1)
+    second = [
+        d.model_copy(update={"checkpoint_sha256": "b" * 64, "key": f"{d.key}-b"})
+        for d in make_docs(6, seed=2)
+    ]
+    text = write_report(first + second, tmp_path / "report").read_text()
+    for checkpoint in {first[0].checkpoint_sha256, "b" * 64}:
+        assert f"checkpoint {checkpoint[:12]}** (6 defects)" in text
+    assert text.count("them out): ") == 2
+    assert "of 12" not in text  # no figure counts both checkpoints' documents together
+    alone = write_report(first, tmp_path / "alone").read_text()
+    assert "** (" not in alone and alone.count("them out): ") == 1

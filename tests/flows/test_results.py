@@ -19,10 +19,10 @@ from definet_flows.results import (
     DOC_COLUMNS,
     ResultsQuery,
     build_summaries,
+    checkpoint_sha256,
     parse_range,
     query_docs,
     query_summaries,
-    resolve_checkpoint,
     write_rows,
 )
 from definet_flows.schemas import ValidationDoc
@@ -217,15 +217,22 @@ def test_parse_range_rejects(text):
         parse_range(text)
 
 
-def test_resolve_checkpoint(tmp_path):
+def test_checkpoint_sha256(tmp_path):
     import hashlib
+
+    from definet.predict import DEFAULT_CHECKPOINT
 
     path = tmp_path / "w.pt"
     path.write_bytes(b"weights")
-    assert resolve_checkpoint(str(path)) == hashlib.sha256(b"weights").hexdigest()
-    assert resolve_checkpoint("ABC123") == "abc123"
+    assert checkpoint_sha256(str(path)) == hashlib.sha256(b"weights").hexdigest()
+    assert checkpoint_sha256("ABC123") == "abc123"
+    chgnet = DEFAULT_CHECKPOINT.with_name("definet-chgnet.pt")
+    assert checkpoint_sha256("definet-chgnet") == hashlib.sha256(chgnet.read_bytes()).hexdigest()
+    assert (
+        checkpoint_sha256("shipped") == hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()
+    )
     with pytest.raises(ValueError, match="neither a sha256"):
-        resolve_checkpoint("not-a-file.pt")
+        checkpoint_sha256("not-a-file.pt")
 
 
 # -- the command ------------------------------------------------------------------------------

@@ -129,10 +129,17 @@ def test_make_jobstore_matches_results_store(tmp_path):
     loaded = jobstore.get_output(j.uuid, load=True)["structure"]
     assert Structure.from_dict(loaded).formula == "Si1"  # blob loaded back from "data"
 
-    mongo = make_jobstore(MongoStore("definet", "validation", host="db"))
+    login = {"username": "u", "password": "p", "auth_source": "admin"}
+    tls = {"tls": True}
+    mongo = make_jobstore(
+        MongoStore("definet", "validation", host="db", mongoclient_kwargs=tls, **login)
+    )
     assert isinstance(mongo.docs_store, MongoStore)
     assert isinstance(mongo.additional_stores["data"], GridFSStore)
-    assert mongo.additional_stores["data"].host == "db"
+    for sibling in (mongo.docs_store, mongo.additional_stores["data"]):
+        assert sibling.host == "db"  # the companion collections log in as the results store
+        assert (sibling.username, sibling.password, sibling.auth_source) == ("u", "p", "admin")
+        assert sibling.mongoclient_kwargs == tls
 
 
 def test_mongodb_path_indexes_and_upserts(docs):

@@ -8,10 +8,12 @@ exist yet); the trained model moves atoms a little, so the two starts differ.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from jobflow import Flow, run_locally
 from pymatgen.core import Structure
 from typer.testing import CliRunner
@@ -180,6 +182,17 @@ def test_spec_errors_name_field_and_valid_values(tmp_path):
         ValidationSpec(host="MoS2", dopants=["W", "Xx"])
     with pytest.raises(ValueError, match="supercell"):
         ValidationSpec(host="MoS2", supercell="4x4x2")  # 2D: c is never repeated
+    # elements named as host sites must be the host's, checked before any defect is made
+    for fields, message in [
+        ({"dopants": {"Ti": ["W"]}}, "field 'dopants': Ti not in host MoS2 (elements Mo, S)"),
+        ({"vacancies": ["Ga"]}, "field 'vacancies': Ga not in host MoS2"),
+        ({"defect_counts": {"v_X": 1}}, "field 'defect_counts': v_X: host supercell has no X"),
+        ({"defect_density": {"Qq_S": 0.1}}, "field 'defect_density': Dopant 'Qq' is not"),
+    ]:
+        spec_file = tmp_path / "elements.yaml"
+        spec_file.write_text(yaml.safe_dump({"host": "MoS2", **fields}))
+        with pytest.raises(ValueError, match=re.escape(f"{spec_file}: {message}")):
+            ValidationSpec.from_yaml(spec_file)
     bad = tmp_path / "bad.yaml"
     bad.write_text("host: MoS2\nn: 0\nengin: cp2k\n")
     with pytest.raises(ValueError, match=r"bad\.yaml.*'n'.*'engin': unknown field"):
@@ -337,6 +350,11 @@ def test_crashed_relaxation_is_stored_as_failed(cu_cif, tiny_checkpoint, tmp_pat
     assert all(d["status"] == "completed" for d in others)
     assert summary["n_failed"] == 1 and summary["n_defects"] == spec.n
     assert summary["share_converged_unrelaxed"] == pytest.approx((spec.n - 1) / spec.n)
+    # the reason is kept: the crashed job's traceback, in the work folder's failures.log
+    log = summary["failures_log"]
+    assert log == str(store_dir / "jobs" / "failures.log")
+    assert "failed with exception" in Path(log).read_text()
+    assert "Traceback" in Path(log).read_text()
 
     # the report counts it and leaves it out of the plots
     from definet_flows.report import write_report
@@ -353,6 +371,7 @@ def test_crashed_relaxation_is_stored_as_failed(cu_cif, tiny_checkpoint, tmp_pat
     fixed = run_validation(spec, progress=False, retry_failed=True)
     assert fixed["n_run"] == 1 and len(counter.starts) == 2
     assert fixed["n_failed"] == 0 and len(stored(store_dir)) == spec.n
+    assert fixed["failures_log"] is None  # nothing failed in this run
 
 
 def test_a_crashed_store_job_is_reported_not_hidden(cu_cif, tiny_checkpoint, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ ideal sites, appended after all real atoms, so real atoms keep their order.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -33,11 +34,13 @@ class HostMismatchError(ValueError):
 def parse_supercell(spec: str | Sequence[int] | Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
     """Turn ``"8x8x1"``, ``"4x4"``, ``(6, 6, 1)`` or a 3x3 matrix into an integer 3x3 matrix."""
     if isinstance(spec, str):
-        parts = [p for p in spec.lower().replace("*", "x").split("x") if p]
+        parts = [p for p in re.split(r"[x*,\s]+", spec.strip().lower()) if p]
         try:
             diag = [int(p) for p in parts]
         except ValueError as exc:
-            raise ValueError(f"supercell {spec!r}: expected e.g. '8x8x1' or '4x4'") from exc
+            raise ValueError(
+                f"cannot parse supercell {spec!r}: expected e.g. '8x8x1' or '4x4'"
+            ) from exc
         if len(diag) == 2:
             diag.append(1)
         spec = diag
@@ -63,7 +66,7 @@ def detect_supercell(unit_cell: Structure, lattice: Lattice) -> np.ndarray:
     inv = np.linalg.inv(unit_cell.lattice.matrix)
     matrix = lattice.matrix @ inv
     rounded = np.round(matrix)
-    if not _is_slab(unit_cell):
+    if not is_slab(unit_cell):
         if np.abs(matrix - rounded).max() > 0.05 or round(abs(np.linalg.det(rounded))) < 1:
             raise HostMismatchError(
                 f"cell {lattice.abc} is not an integer supercell of the bulk host cell "
@@ -79,7 +82,7 @@ def detect_supercell(unit_cell: Structure, lattice: Lattice) -> np.ndarray:
     return rounded.astype(int)
 
 
-def _is_slab(unit_cell: Structure, min_gap: float = 7.0) -> bool:
+def is_slab(unit_cell: Structure, min_gap: float = 7.0) -> bool:
     """Whether the cell has a vacuum gap of at least ``min_gap`` A along c (a 2D host)."""
     z = np.sort(unit_cell.frac_coords[:, 2] % 1.0)
     gaps = np.diff(np.concatenate([z, [z[0] + 1.0]])) * unit_cell.lattice.c
