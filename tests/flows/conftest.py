@@ -1,8 +1,7 @@
-"""Shared fixtures for tests/flows: small hosts, fake relaxation results, synthetic docs."""
+"""Shared fixtures for tests/flows: small hosts, made-up relaxation results, synthetic docs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,26 +9,36 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from definet_flows.defects import DefectEntry, generate_defect_entries
+from definet_flows.engines import RelaxEngine
+from definet_flows.relax_results import RelaxResult
 from definet_flows.schemas import ValidationDoc
 
+#: The engine of the synthetic results: EMT through the forcefield engine.
+EMT_ENGINE = RelaxEngine("forcefield", {"force_field": "EMT"})
 
-@dataclass
-class FakeRelaxResult:
-    """Stands in for ``definet_flows.relax_results.RelaxResult`` (same attributes)."""
 
-    n_ionic_steps: int
-    energy: float
-    final_structure: Structure
-    converged: bool = True
-    max_force: float = 0.01
-    engine: str = "fake"
-    settings: dict = field(default_factory=lambda: {"fmax": 0.05})
-    wall_time_s: float = 1.0
-    settings_hash: str = "0123abcd"
-
-    @property
-    def energy_per_atom(self) -> float:
-        return self.energy / len(self.final_structure)
+def relax_result(
+    n_ionic_steps: int,
+    energy: float,
+    final_structure: Structure,
+    converged: bool = True,
+    max_force: float = 0.01,
+    wall_time_s: float = 1.0,
+    engine: RelaxEngine = EMT_ENGINE,
+) -> RelaxResult:
+    """A real :class:`RelaxResult` of ``engine`` with made-up figures (no relaxation runs)."""
+    return RelaxResult(
+        engine=engine.name,
+        settings=engine.settings,
+        settings_hash=engine.settings_hash,
+        n_ionic_steps=n_ionic_steps,
+        energy=energy,
+        energy_per_atom=energy / len(final_structure),
+        max_force=max_force,
+        converged=converged,
+        final_structure=final_structure,
+        wall_time_s=wall_time_s,
+    )
 
 
 def displaced(structure: Structure, sigma: float, seed: int) -> Structure:
@@ -46,8 +55,8 @@ def displaced(structure: Structure, sigma: float, seed: int) -> Structure:
 
 @pytest.fixture(scope="session")
 def mos2_entries() -> list[DefectEntry]:
-    """Single vacancies and two-defect configurations in 3x3 MoS2."""
-    singles = generate_defect_entries("MoS2", supercell="3x3")
+    """Single vacancies, a W substitution and two-defect configurations in 3x3 MoS2."""
+    singles = generate_defect_entries("MoS2", supercell="3x3", dopants={"Mo": ["W"]})
     multi = generate_defect_entries(
         "MoS2", supercell="3x3", vacancies=False, defect_counts={"v_S": 2}, n_configs=4, seed=0
     )
@@ -63,8 +72,8 @@ def synthetic_docs(entries: list[DefectEntry], n: int, seed: int = 0) -> list[Va
         relaxed = displaced(entry.structure, 0.05, seed + k)
         e0 = -7.0 * entry.n_sites + rng.normal(0, 0.5)
         same = rng.random() < 0.8
-        unrelaxed = FakeRelaxResult(int(rng.integers(15, 90)), e0, relaxed)
-        predicted = FakeRelaxResult(
+        unrelaxed = relax_result(int(rng.integers(15, 90)), e0, relaxed)
+        predicted = relax_result(
             int(rng.integers(1, 12)),
             e0 + (rng.normal(0, 0.002) if same else rng.normal(0.05, 0.05)),
             relaxed if same else displaced(relaxed, 0.2, seed + k),
@@ -87,8 +96,9 @@ def make_docs(mos2_entries):
 
 @pytest.fixture(scope="session")
 def fake_result():
-    """The FakeRelaxResult class (tests import nothing from conftest)."""
-    return FakeRelaxResult
+    """:func:`relax_result`: real RelaxResults with made-up figures (tests import nothing from
+    conftest)."""
+    return relax_result
 
 
 @pytest.fixture(scope="session")

@@ -92,11 +92,13 @@ def test_single_defect_markers(mos2_singles):
 def test_interstitials_stay_in_the_layer(mos2_singles):
     host = get_host("MoS2").structure
     z = host.cart_coords[:, 2]
-    for entry in mos2_singles:
-        for d in entry.defects:
-            if d.type == "interstitial":
-                zi = entry.structure.lattice.get_cartesian_coords(d.frac_coords)[2]
-                assert z.min() - 3.0 < zi < z.max() + 3.0
+    interstitials = [
+        (entry, d) for entry in mos2_singles for d in entry.defects if d.type == "interstitial"
+    ]
+    assert interstitials
+    for entry, d in interstitials:
+        zi = entry.structure.lattice.get_cartesian_coords(d.frac_coords)[2]
+        assert z.min() - 3.0 < zi < z.max() + 3.0
 
 
 @pytest.mark.parametrize(

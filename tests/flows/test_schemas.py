@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from definet_flows.engines import RelaxEngine
 from definet_flows.schemas import ValidationDoc, coordinate_mae, make_key, rmsd
 
 
@@ -16,8 +17,14 @@ def test_from_results(mos2_entries, fake_result, displace):
     prediction = displace(relaxed, 0.03, seed=2)
     doc = ValidationDoc.from_results(entry, unrelaxed, predicted, "c0ffee" * 10, prediction)
 
-    assert doc.key == make_key(entry.defect_id, "fake", "0123abcd", "c0ffee" * 10)
-    assert doc.key.split(":") == [entry.defect_id, "fake", "0123abcd", ("c0ffee" * 10)[:12]]
+    engine = RelaxEngine("forcefield", {"force_field": "EMT"})  # what fake_result reports
+    assert doc.key == make_key(entry.defect_id, "forcefield", engine.settings_hash, "c0ffee" * 10)
+    assert doc.key.split(":") == [
+        entry.defect_id,
+        "forcefield",
+        engine.settings_hash,
+        ("c0ffee" * 10)[:12],
+    ]
     assert doc.n_defects == 2 and doc.defect_types == ["vacancy"]
     assert doc.n_sites == entry.n_sites == len(relaxed)
     assert doc.steps_saved == 36
@@ -55,7 +62,9 @@ def test_from_results_rejects_mixed_engines(mos2_entries, fake_result, displace)
     entry = mos2_entries[0]
     relaxed = displace(entry.structure, 0.05, seed=1)
     a = fake_result(40, -100.0, relaxed)
-    b = fake_result(4, -100.0, relaxed, settings_hash="other")
+    b = fake_result(
+        4, -100.0, relaxed, engine=RelaxEngine("forcefield", {"force_field": "EMT", "fmax": 0.01})
+    )
     with pytest.raises(ValueError, match="same engine"):
         ValidationDoc.from_results(entry, a, b, "ab" * 32)
 
@@ -73,7 +82,7 @@ def test_results_in_another_site_order_still_give_a_document(mos2_entries, fake_
     assert [s.species_string for s in sorted_relaxed] != [s.species_string for s in relaxed]
     a = fake_result(40, -100.0, sorted_relaxed)
     b = fake_result(4, -100.0, relaxed)
-    engine = type("E", (), {"name": "fake", "settings": {}, "settings_hash": "0123abcd"})()
+    engine = RelaxEngine("forcefield", {"force_field": "EMT"})
     doc = _validation_doc(entry, a, b, relaxed, 0.1, "ab" * 32, engine, 0.1, 0.01, True)
     assert doc.status == "failed" and "species order" in doc.error
     assert doc.from_unrelaxed.n_ionic_steps == 40 and doc.from_predicted.n_ionic_steps == 4

@@ -43,6 +43,10 @@ def test_summary_figures_and_breakdowns(three_steps, mos2_entries, tmp_path):
         len(summary[g]) for g in ("by_host", "by_defect_count", "by_size")
     )
     paths = three_steps.plot(summary, docs, tmp_path)
+    names = {"steps_histogram.png"} | {
+        f"median_steps_{g}.png" for g in ("by_host", "by_defect_count", "by_size")
+    }
+    assert {p.name for p in paths} == names  # every plot, each a real image
     assert all(p.stat().st_size > 5000 for p in paths)
 
 

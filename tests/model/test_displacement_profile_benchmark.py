@@ -137,7 +137,9 @@ def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) 
     assert np.isfinite(forces["best_scale"]) and forces["error_left"] > 0
 
 
-def test_missing_dataset_is_named(tmp_path) -> None:
+def test_missing_dataset_is_named(tmp_path, capsys) -> None:
     bench = load_benchmark("displacement_profile")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         bench.main(["--data-root", str(tmp_path / "none")])
+    assert stop.value.code == 2
+    assert "none: not found (the DefiNet dataset)" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from definet.inference import predicted_coordinates
@@ -43,4 +44,4 @@ def test_predictions_are_ordinary_tensors() -> None:
     assert pred.dtype == torch.float64 and not torch.is_inference(pred)
     weight = torch.ones(1, dtype=torch.float64, requires_grad=True)
     (weight * pred).sum().backward()  # saves ``pred`` for the backward pass
-    assert weight.grad is not None
+    assert weight.grad.item() == pytest.approx(pred.sum().item())

@@ -48,8 +48,10 @@ def test_an_averaged_reference_lies_halfway_between_two_models(
         )
 
 
-def test_missing_dataset_is_named(tmp_path) -> None:
-    with pytest.raises(SystemExit):
+def test_missing_dataset_is_named(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
         load_benchmark("model_agreement").main(
             ["--data-root", str(tmp_path / "none"), "--reference", "a", "--checkpoint", "b"]
         )
+    assert stop.value.code == 2
+    assert "none: not found (the DefiNet dataset)" in capsys.readouterr().err

@@ -33,15 +33,18 @@ def test_measures_every_phase_on_a_dataset(tiny_dataset, tmp_path, monkeypatch) 
     assert train["n_atoms"] > 0 and train["peak_rss_mb"] > 0
 
 
-def test_too_few_structures_is_named(tiny_dataset, tmp_path, monkeypatch) -> None:
+def test_too_few_structures_is_named(tiny_dataset, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("DEFINET_CACHE_DIR", str(tmp_path / "cache"))
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({"graph": {"cutoff": 4.0}, "batch_size": 8}))
     bench = load_benchmark("model_speed")
     args = ["--config", str(config), "--data-root", str(tiny_dataset), "--host", "MoS2_500"]
     assert bench.main(args) != 0  # the 2 val structures make one batch of 8, not 3
+    assert "2 structures make 1 batches; 3 or more needed" in capsys.readouterr().err
 
 
-def test_missing_dataset_is_named(tmp_path) -> None:
-    with pytest.raises(SystemExit):
+def test_missing_dataset_is_named(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
         load_benchmark("model_speed").main(["--data-root", str(tmp_path / "none")])
+    assert stop.value.code == 2
+    assert "none: not found (the DefiNet dataset)" in capsys.readouterr().err

@@ -35,8 +35,10 @@ def test_forces_are_per_structure_real_atoms() -> None:
     assert all(f.shape[1] == 3 for f in forces)
 
 
-def test_missing_dataset_is_named(tmp_path) -> None:
+def test_missing_dataset_is_named(tmp_path, capsys) -> None:
     bench = load_benchmark("start_forces")
     checkpoint = tiny_checkpoint(tmp_path / "m.pt")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         bench.main(["--checkpoint", str(checkpoint), "--data-root", str(tmp_path / "none")])
+    assert stop.value.code == 2
+    assert "none: no exported dataset (definet export)" in capsys.readouterr().err

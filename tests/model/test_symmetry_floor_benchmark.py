@@ -47,6 +47,8 @@ def test_runs_on_a_dataset_and_writes_json(tiny_dataset, tmp_path, monkeypatch) 
     assert 0 <= host["floor_mae"] <= host["dummy_mae"]
 
 
-def test_missing_dataset_is_named(tmp_path) -> None:
-    with pytest.raises(SystemExit):
+def test_missing_dataset_is_named(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
         load_benchmark("symmetry_floor").main(["--data-root", str(tmp_path / "none")])
+    assert stop.value.code == 2
+    assert "none: not found (the DefiNet dataset)" in capsys.readouterr().err
