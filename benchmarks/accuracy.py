@@ -149,9 +149,15 @@ def chgnet_side(
                 flush=True,
             )
     out = {}
+    timed_otherwise: set[str] = set()
     for host, items in by_host.items():
         done = [g for g in items[:per_host] if f"{host}/{g.atoms_id}" in cache]
         rows = [cache[f"{host}/{g.atoms_id}"] for g in done]
+        timed_otherwise |= {
+            f"chgnet {r.get('chgnet')}, {r.get('torch_threads')} threads"
+            for r in rows
+            if any(r.get(k) != v for k, v in timed_with.items())
+        }
         if not rows:
             continue
         out[host] = {
@@ -160,6 +166,13 @@ def chgnet_side(
             "s_per_structure": float(np.mean([r["seconds"] for r in rows])),
             "ids": [g.atoms_id for g in done],
         }
+    if timed_otherwise:  # cached relaxations are kept; their times say how they were taken
+        print(
+            f"note: cached CHGNet times were taken with {'; '.join(sorted(timed_otherwise))}, "
+            f"this run has chgnet {timed_with['chgnet']}, {timed_with['torch_threads']} threads; "
+            f"delete {cache_file} to time them again",
+            flush=True,
+        )
     return out
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from definet.checkpoint import save_atomic
 from definet.data.markers import VACANCY
 from definet.nn import DefiNet
 
@@ -139,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     graphs = {s: load_split(config.data_root, s, **common) for s in ("train", "val")}
     ids = {s: [g.atoms_id for g in gs] for s, gs in graphs.items()}
     cache = args.out_dir / "features.pt"
-    saved = torch.load(cache, weights_only=True) if cache.exists() else None
+    try:
+        saved = torch.load(cache, weights_only=True) if cache.exists() else None
+    except Exception as exc:  # a damaged cache is recomputed, not trusted
+        print(f"{cache}: unreadable ({type(exc).__name__}), computing the features again")
+        saved = None
     if saved is not None and saved["ids"] == ids:
         features = saved["features"]
     else:
@@ -151,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         n = sum(len(gs) for gs in graphs.values())
         seconds = time.perf_counter() - start
         print(f"CHGNet features of {n} structures: {seconds:.0f} s ({seconds / n:.2f} s each)")
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"ids": ids, "features": features}, cache)
+        save_atomic({"ids": ids, "features": features}, cache)
     moments = torch.cat(
         [f[g.marker != VACANCY, -1] for g, f in zip(graphs["val"], features["val"], strict=True)]
     )

@@ -143,6 +143,13 @@ def predict(
         raise ValueError(
             "give exactly one of --host-cell (with optional --supercell) or --pristine"
         )
+    stems = [f.stem for f in files]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise ValueError(
+            f"input files share the name(s) {', '.join(repeated)}: their outputs "
+            "(<name>_predicted.cif) would overwrite each other; predict them into separate --out"
+        )
     structures = [read_structure(f) for f in files]
     if pristine is not None:
         ideal = read_structure(pristine)

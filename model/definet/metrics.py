@@ -107,7 +107,9 @@ def graph_errors(graph, pred: torch.Tensor | np.ndarray) -> StructureErrors:
 
 @dataclass
 class Summary:
-    """Errors aggregated over structures; MAEs averaged over structures."""
+    """Errors aggregated over structures: MAE, do-nothing MAE and displacement error averaged
+    over structures; each local MAE pooled over the atoms within its radius of a defect in all
+    of them (a structure with more such atoms weighs more)."""
 
     n: int
     mae: float

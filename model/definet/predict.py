@@ -119,6 +119,11 @@ class Predictor:
         Outputs have no vacancy nodes, real atoms in input order, same cell and site properties.
         """
         structures = list(structures)
+        disordered = [s.composition.formula for s in structures if not s.is_ordered]
+        if disordered:
+            raise ValueError(
+                f"partial occupancies in {', '.join(disordered)}: one element per site expected"
+            )
         if pristine is not None:
             if len(pristine) != len(structures):
                 raise ValueError(f"{len(structures)} structures but {len(pristine)} pristine cells")

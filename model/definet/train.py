@@ -3,10 +3,11 @@ clipping, EMA, early stopping, resume. Settings: :mod:`definet.train_config`; lo
 :mod:`definet.losses`.
 
 A run directory holds ``last.pt`` (full training state, written every ``checkpoint_every`` steps
-and at each validation), ``best.pt`` (EMA weights of the best validation MAE) and ``log.jsonl``.
-Restarting with the same directory resumes exactly where the last checkpoint left off: the same
-batches follow, in the same order, so a killed run ends with the weights of an uninterrupted one
-(with ``position_noise`` or ``denoise_fraction`` the noise after a resume is drawn afresh).
+and at the end of each epoch), ``best.pt`` (EMA weights of the best validation score) and
+``log.jsonl``. Restarting with the same directory resumes exactly where the last checkpoint left
+off: the same batches follow, in the same order, and torch's random stream (dropout, noise)
+goes on from where it was, so a killed run ends with the weights of an uninterrupted one. A
+restart with other settings than the run's (:func:`changed_settings`) is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +42,45 @@ from definet.nn import DefiNet, load_pretrained
 from definet.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
+
+
+#: Settings a resumed run may change: where things are and when to stop, not what is trained.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "data_root",
+        "out_dir",
+        "cache_dir",
+        "threads",
+        "device",
+        "skip_bad",
+        "epochs",
+        "max_steps",
+        "max_hours",
+        "early_stop_patience",
+        "checkpoint_every",
+    }
+)
+
+
+def changed_settings(stored: dict[str, Any], config: TrainConfig) -> list[str]:
+    """``"name: old -> new"`` for each setting of ``config`` that differs from the ``stored``
+    one of a run's ``last.pt`` (settings added since count as their defaults), apart from
+    :data:`RESUMABLE_CHANGES`."""
+    defaults = TrainConfig().as_dict()
+    current = config.as_dict()
+    changed = []
+    for key, value in current.items():
+        if key in RESUMABLE_CHANGES:
+            continue
+        old = stored.get(key, defaults[key])
+        if isinstance(value, dict):  # model and graph: key by key
+            old = {**defaults[key], **(old or {})}
+            changed += [
+                f"{key}.{k}: {old.get(k)!r} -> {v!r}" for k, v in value.items() if old.get(k) != v
+            ]
+        elif old != value:
+            changed.append(f"{key}: {old!r} -> {value!r}")
+    return changed
 
 
 def cosine_lr(step: int, config: TrainConfig) -> float:
@@ -180,12 +220,19 @@ class Trainer:
             "best_val": self.best_val,
             "bad_validations": self.bad_validations,
             "elapsed": self.elapsed,
+            "rng_state": torch.get_rng_state(),
             "train_config": json.dumps(self.config.as_dict()),
             "metadata": self.metadata(),
         }
 
     def load_state(self, path: Path) -> None:
         payload = read_checkpoint(path)
+        changed = changed_settings(json.loads(payload["train_config"]), self.config)
+        if changed:
+            raise ValueError(
+                f"{path}: this run was started with other settings ({'; '.join(changed)}); "
+                "resume it with its own config, or train into another out_dir"
+            )
         self.model.load_state_dict(payload["state_dict"])
         self.ema.module.load_state_dict(payload["ema_state_dict"])
         self.ema.n_averaged.copy_(payload["ema_n_averaged"])
@@ -193,6 +240,8 @@ class Trainer:
         self.scheduler.load_state_dict(payload["scheduler"])
         for key in ("step", "epoch", "batch_in_epoch", "best_val", "bad_validations", "elapsed"):
             setattr(self, key, payload[key])
+        if "rng_state" in payload:  # dropout and noise go on as if never interrupted
+            torch.set_rng_state(payload["rng_state"])
         log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
 
     def metadata(self, val: dict | None = None) -> dict[str, Any]:

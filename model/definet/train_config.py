@@ -129,6 +129,21 @@ class TrainConfig:
         ):
             if getattr(config, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+        for name in ("batch_size", "checkpoint_every", "epochs"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+        reach = max(config.graph.cutoff, config.graph.defect_cutoff)
+        if config.model.cutoff < reach:
+            raise ValueError(
+                f"model cutoff {config.model.cutoff} A is shorter than the graph's edges "
+                f"({reach} A): give the model the graph's cutoff (model: {{cutoff: {reach}}}), "
+                "or edges beyond it would still send messages through the radial bias"
+            )
+        if config.teacher and config.graph.defect_cutoff:
+            raise ValueError(
+                "teacher copies move the defects but keep each graph's edges: not with "
+                "graph.defect_cutoff, whose edges start at the defects"
+            )
         if config.denoise_fraction > 1:
             raise ValueError(f"denoise_fraction must be <= 1, got {config.denoise_fraction}")
         if config.uses_force_field and config.loss_force_field not in FORCE_FIELDS:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pymatgen.core import Structure
+from pymatgen.io.cif import CifWriter
 from pymatgen.util.coord import pbc_diff
 
 import definet.data.dataset as dataset
@@ -202,3 +203,25 @@ def test_cache_entry_written_by_two_writers_at_once(tmp_path: Path, monkeypatch)
     loaded = dataset._load_graphs(path)
     assert loaded[0].atoms_id == "a" and torch.equal(loaded[0].y, graph.y)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_partial_occupancies_name_the_file_and_skip(tiny_dataset: Path, tmp_path: Path) -> None:
+    folder = tiny_dataset / "high_density_defects" / "MoS2_500" / "CIF"
+    structure = Structure.from_file(folder / "MoS2_test_004_unrelaxed.cif")
+    structure.replace(0, {"Mo": 0.5, "W": 0.5})
+    CifWriter(structure).write_file(folder / "MoS2_test_004_unrelaxed.cif")
+    with pytest.raises(DatasetError, match="MoS2_test_004_unrelaxed.cif: partial occupancies"):
+        load_split(
+            tiny_dataset, "val", SETTINGS, cache_dir=tmp_path / "c", workers=1, progress=False
+        )
+    with pytest.warns(SkippedPairWarning, match="partial occupancies"):
+        graphs = load_split(
+            tiny_dataset,
+            "val",
+            SETTINGS,
+            cache_dir=tmp_path / "c",
+            workers=1,
+            progress=False,
+            skip_bad=True,
+        )
+    assert [g.atoms_id for g in graphs] == ["MoS2_test_005"]

@@ -108,6 +108,7 @@ def test_a_deadline_too_close_is_refused(tiny_dataset: Path, tmp_path: Path, mon
         yaml.safe_dump(
             {
                 "model": {"hidden": 8, "num_layers": 1, "num_rbf": 8, "cutoff": 4.0},
+                "graph": {"cutoff": 4.0, "max_neighbors": 12},
                 "device": "cpu",
                 "threads": 1,
             }

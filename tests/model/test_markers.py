@@ -143,3 +143,25 @@ def test_markers_on_shared_dataset(shared_data, session_cache) -> None:
             host_elements = {s.symbol for s in ideal.species}
             n_foreign = sum(1 for s in unrelaxed.species if s.symbol not in host_elements)
             assert counts[SUBSTITUTION] == n_foreign > 0, atoms_id
+
+
+def test_a_pristine_cell_of_another_size_is_refused() -> None:
+    from pymatgen.core import Lattice
+
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+    bulk = si * (2, 2, 2)
+    bulk.remove_sites([0])
+    with pytest.raises(HostMismatchError, match="cell of lengths"):
+        pristine_supercell(si, "2x2x1", lattice=bulk.lattice)  # bulk: c counts too
+    ideal = pristine_supercell(si, "2x2x2", lattice=bulk.lattice)
+    assert np.bincount(markers_of(mark_defects(bulk, ideal)), minlength=4)[VACANCY] == 1
+    with pytest.raises(HostMismatchError, match="the pristine structure has cell"):
+        mark_defects(bulk, si * (2, 2, 1))
+
+    unit = mos2_unit_cell()
+    four = unit * (4, 4, 1)
+    four.remove_sites([0])
+    with pytest.raises(HostMismatchError, match="in-plane vectors"):
+        mark_defects(four, unit * (5, 5, 1))  # no silent interstitials or extra vacancies
+    with pytest.raises(HostMismatchError, match="in-plane vectors"):
+        pristine_supercell(unit, "5x5", lattice=four.lattice)

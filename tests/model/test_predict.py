@@ -203,3 +203,28 @@ def test_prediction_and_evaluation_do_not_load_the_trainer() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_predict_refuses_inputs_whose_outputs_would_collide(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    unrelaxed, _ = marked_pair(2)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        CifWriter(unrelaxed).write_file(tmp_path / folder / "POSCAR.cif")
+    host = tmp_path / "MoS2.cif"
+    CifWriter(mos2_unit_cell()).write_file(host)
+    files = [str(tmp_path / f / "POSCAR.cif") for f in ("a", "b")]
+    args = ["predict", *files, "--host-cell", str(host), "--checkpoint", str(checkpoint)]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "share the name(s) POSCAR" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_partial_occupancies_are_named(checkpoint: Path) -> None:
+    unrelaxed, ideal = marked_pair(1)
+    disordered = unrelaxed.copy()
+    disordered.replace(0, {"Mo": 0.5, "W": 0.5})
+    with pytest.raises(ValueError, match="partial occupancies in"):
+        Predictor(checkpoint).predict([disordered], pristine=[ideal])

@@ -122,6 +122,25 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path: Path) -> None:
         assert torch.equal(p1, p2)
 
 
+def test_resume_with_dropout_is_exact_and_refuses_other_settings(tmp_path: Path) -> None:
+    data = defect_graphs(6)
+    model = DefiNetConfig(hidden=16, num_layers=2, num_rbf=8, cutoff=4.0, dropout=0.1)
+    straight = Trainer(config(tmp_path / "a", model=model, max_steps=6), data[:5], data[5:], False)
+    straight.fit()
+    first = Trainer(config(tmp_path / "b", model=model, max_steps=3), data[:5], data[5:], False)
+    first.fit()  # stops after epoch 0 (3 batches); a longer max_steps may resume it
+    resumed = Trainer(config(tmp_path / "b", model=model, max_steps=6), data[:5], data[5:], False)
+    resumed.fit()
+    assert resumed.step == straight.step == 6
+    for (name, p1), p2 in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(p1, p2), name  # the same dropout masks after the resume
+    other = Trainer(config(tmp_path / "b", model=model, lr=1e-2), data[:5], data[5:], False)
+    with pytest.raises(ValueError, match=r"last\.pt: this run was started with other settings"):
+        other.fit()
+
+
 def test_config_yaml_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch_sise: 4\n")
@@ -198,6 +217,27 @@ def test_euclidean_loss_is_each_atoms_distance_whatever_the_orientation() -> Non
 def test_config_names_an_unknown_coordinate_loss() -> None:
     with pytest.raises(ValueError, match="coordinate_loss must be one of"):
         TrainConfig.from_dict({"coordinate_loss": "mse"})
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"checkpoint_every": 0}, "checkpoint_every must be >= 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"model": {"cutoff": 5.0}, "graph": {"cutoff": 6.0}}, "model cutoff 5.0 A is shorter"),
+        (
+            {"model": {"cutoff": 5.0}, "graph": {"cutoff": 5.0, "defect_cutoff": 9.0}},
+            r"shorter than the graph's edges \(9.0 A\)",
+        ),
+        (
+            {"teacher": "t.pt", "model": {"cutoff": 9.0}, "graph": {"defect_cutoff": 9.0}},
+            "not with graph.defect_cutoff",
+        ),
+    ],
+)
+def test_config_refuses_settings_that_would_train_wrongly(settings, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(settings)
 
 
 def test_bond_loss_ignores_vacancy_nodes() -> None:

@@ -22,7 +22,7 @@ import multiprocessing
 import os
 import tarfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +135,6 @@ def find_host_folders(
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"{root}: dataset root not found")
-    roots = [root]
     archives = [root] if root.is_file() else sorted(root.glob("*.tar.gz"))
     roots = [extract_archive(a, cache_dir) for a in archives] + ([root] if root.is_dir() else [])
     folders: dict[str, HostFolder] = {}
@@ -159,9 +158,12 @@ def read_structure(path: Path) -> Structure:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Structure.from_file(path)
+            structure = Structure.from_file(path)
     except Exception as exc:  # pymatgen raises many types for bad CIFs
         raise DatasetError(f"{path}: unreadable CIF ({type(exc).__name__}: {exc})") from exc
+    if not structure.is_ordered:
+        raise DatasetError(f"{path}: partial occupancies; one element per site expected")
+    return structure
 
 
 def check_pair(unrelaxed: Structure, relaxed: Structure, name: str) -> None:
@@ -200,6 +202,9 @@ def _load_safe(args: tuple[HostFolder, str, GraphSettings]) -> dict | str:
         return _graph_to_plain(load_pair_graph(*args))
     except DatasetError as exc:
         return str(exc)
+    except Exception as exc:  # anything else in one pair still names the pair
+        folder, atoms_id, _ = args
+        return f"{folder.structure_dir}/{atoms_id}: {type(exc).__name__}: {exc}"
 
 
 def _split_key(folder: HostFolder, split: str, ids: Sequence[str], settings: GraphSettings) -> str:
@@ -322,11 +327,3 @@ def load_split(
             _save_graphs(good, cache_file)
         graphs.extend(good)
     return graphs
-
-
-def iter_hosts(graphs: Sequence[Data]) -> Iterator[tuple[str, list[Data]]]:
-    """Group graphs by host folder name, in first-seen order."""
-    groups: dict[str, list[Data]] = {}
-    for g in graphs:
-        groups.setdefault(g.host, []).append(g)
-    yield from groups.items()

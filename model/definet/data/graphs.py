@@ -160,8 +160,9 @@ def _edge_keys(edge_index: np.ndarray, images: np.ndarray, n_nodes: int, span: i
 
 def unwrap_to_nearest_image(reference: Structure, target: Structure) -> np.ndarray:
     """Cartesian coordinates of ``target`` sites at the image nearest each ``reference`` site."""
-    dfrac = target.frac_coords - reference.frac_coords
-    dfrac -= np.round(dfrac)
+    from pymatgen.util.coord import pbc_diff  # here: training on a device needs no pymatgen
+
+    dfrac = pbc_diff(target.frac_coords, reference.frac_coords)
     return reference.cart_coords + dfrac @ reference.lattice.matrix
 
 

@@ -119,12 +119,22 @@ def pristine_supercell(
     ideal.make_supercell(matrix)
     if lattice is None:
         return ideal
-    if not np.allclose(ideal.lattice.matrix[:2], lattice.matrix[:2], atol=0.05):
-        raise HostMismatchError(
-            f"host supercell {matrix.tolist()} has in-plane vectors {ideal.lattice.abc[:2]}, "
-            f"structure has {lattice.abc[:2]}"
-        )
+    _check_same_cell(ideal, lattice, f"host supercell {matrix.tolist()}")
     return Structure(lattice, ideal.species, ideal.cart_coords, coords_are_cartesian=True)
+
+
+def _check_same_cell(pristine: Structure, lattice: Lattice, what: str) -> None:
+    """Raise HostMismatchError unless ``pristine``'s cell is ``lattice``: all three vectors for
+    a bulk host, the in-plane two for a slab (whose c may be reset, keeping the Cartesian
+    coordinates), within 0.05 A."""
+    rows = 2 if is_slab(pristine) else 3
+    if not np.allclose(pristine.lattice.matrix[:rows], lattice.matrix[:rows], atol=0.05):
+        kind = "in-plane vectors" if rows == 2 else "cell"
+        raise HostMismatchError(
+            f"{what} has {kind} of lengths {np.round(pristine.lattice.abc[:rows], 3).tolist()} "
+            f"A, the structure {np.round(lattice.abc[:rows], 3).tolist()} A: another supercell "
+            "or host"
+        )
 
 
 def _best_translation(structure: Structure, pristine: Structure) -> np.ndarray:
@@ -171,11 +181,13 @@ def mark_defects(
     Raises
     ------
     HostMismatchError
-        When more than half of the atoms match no ideal site (wrong host or supercell).
+        When ``pristine`` has another cell (all vectors for a bulk host, the in-plane ones for
+        a slab), or more than half of the atoms match no ideal site (wrong host or supercell).
     """
     from pymatgen.core import Structure
 
     if not np.allclose(structure.lattice.matrix, pristine.lattice.matrix, atol=1e-3):
+        _check_same_cell(pristine, structure.lattice, "the pristine structure")
         pristine = Structure(
             structure.lattice, pristine.species, pristine.cart_coords, coords_are_cartesian=True
         )
