@@ -96,14 +96,29 @@ def test_mismatched_pair_names_the_file(tiny_dataset: Path, tmp_path: Path) -> N
         )
 
 
-def test_skip_bad_reports_and_continues(tiny_dataset: Path, tmp_path: Path) -> None:
+def _not_a_cif(path: Path) -> None:
+    path.write_text("this is not a CIF")
+
+
+def _partly_occupied(path: Path) -> None:
+    structure = Structure.from_file(path)
+    structure.replace(0, {"Mo": 0.5, "W": 0.5})
+    CifWriter(structure).write_file(path)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [(_not_a_cif, "unreadable"), (_partly_occupied, "partial occupancies")],
+    ids=["not a CIF", "partial occupancies"],
+)
+def test_skip_bad_reports_and_continues(tiny_dataset: Path, tmp_path: Path, spoil, message) -> None:
     folder = tiny_dataset / "high_density_defects" / "MoS2_500" / "CIF"
-    (folder / "MoS2_test_004_unrelaxed.cif").write_text("this is not a CIF")
-    with pytest.raises(DatasetError, match="MoS2_test_004_unrelaxed.cif.*unreadable"):
+    spoil(folder / "MoS2_test_004_unrelaxed.cif")
+    with pytest.raises(DatasetError, match=f"MoS2_test_004_unrelaxed.cif.*{message}"):
         load_split(
             tiny_dataset, "val", SETTINGS, cache_dir=tmp_path / "c", workers=1, progress=False
         )
-    with pytest.warns(SkippedPairWarning, match="MoS2_test_004_unrelaxed.cif"):
+    with pytest.warns(SkippedPairWarning, match=f"MoS2_test_004_unrelaxed.cif.*{message}"):
         graphs = load_split(
             tiny_dataset,
             "val",
@@ -203,25 +218,3 @@ def test_cache_entry_written_by_two_writers_at_once(tmp_path: Path, monkeypatch)
     loaded = dataset._load_graphs(path)
     assert loaded[0].atoms_id == "a" and torch.equal(loaded[0].y, graph.y)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
-
-
-def test_partial_occupancies_name_the_file_and_skip(tiny_dataset: Path, tmp_path: Path) -> None:
-    folder = tiny_dataset / "high_density_defects" / "MoS2_500" / "CIF"
-    structure = Structure.from_file(folder / "MoS2_test_004_unrelaxed.cif")
-    structure.replace(0, {"Mo": 0.5, "W": 0.5})
-    CifWriter(structure).write_file(folder / "MoS2_test_004_unrelaxed.cif")
-    with pytest.raises(DatasetError, match="MoS2_test_004_unrelaxed.cif: partial occupancies"):
-        load_split(
-            tiny_dataset, "val", SETTINGS, cache_dir=tmp_path / "c", workers=1, progress=False
-        )
-    with pytest.warns(SkippedPairWarning, match="partial occupancies"):
-        graphs = load_split(
-            tiny_dataset,
-            "val",
-            SETTINGS,
-            cache_dir=tmp_path / "c",
-            workers=1,
-            progress=False,
-            skip_bad=True,
-        )
-    assert [g.atoms_id for g in graphs] == ["MoS2_test_005"]
