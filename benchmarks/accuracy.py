@@ -113,8 +113,9 @@ def chgnet_side(
     from importlib.metadata import version
 
     import torch
-    from pymatgen.core import Lattice, Structure
 
+    from definet.data.markers import VACANCY
+    from definet.forcefield_loss import real_structure
     from definet.metrics import minimum_image
 
     cache = _read_cache(cache_file)
@@ -127,13 +128,9 @@ def chgnet_side(
             key = f"{host}/{g.atoms_id}"
             if key in cache or cached_only:
                 continue
-            real = (g.marker != 2).numpy()
+            real = (g.marker != VACANCY).numpy()
             cell = g.cell[0].numpy()
-            species = [int(z) for z in g.z[real]]
-            structure = Structure(
-                Lattice(cell), species, g.pos[real].numpy(), coords_are_cartesian=True
-            )
-            pos, seconds, steps = chgnet_relax(structure)
+            pos, seconds, steps = chgnet_relax(real_structure(g, g.pos))
             err = np.abs(minimum_image(pos - g.y[real].numpy(), cell))
             cache[key] = {
                 "mae": float(err.mean()),

@@ -37,11 +37,6 @@ def nearest_defects(
     return distance[np.arange(len(pos)), closest], defects[closest]
 
 
-def distance_to_defects(pos: np.ndarray, marker: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """Minimum-image distance of every node to the nearest defect node (inf without defects)."""
-    return nearest_defects(pos, marker, cell)[0]
-
-
 @dataclass
 class StructureErrors:
     """Errors of one predicted structure (angstrom)."""
@@ -73,7 +68,7 @@ def structure_errors(
     real = marker != VACANCY
     err = np.abs(minimum_image(pred[real] - relaxed[real], cell))
     dummy = np.abs(minimum_image(unrelaxed[real] - relaxed[real], cell))
-    dist = distance_to_defects(unrelaxed, marker, cell)[real]
+    dist = nearest_defects(unrelaxed, marker, cell)[0][real]
     local_sum, local_n = {}, {}
     for radius in LOCAL_RADII:
         near = dist <= radius

@@ -83,3 +83,17 @@ def test_a_corrupt_chgnet_cache_is_named_not_overwritten(accuracy, tmp_path: Pat
         accuracy._read_cache(cache)
     assert cache.read_text() == '{"MoS2/a": {"mae": 0.1'
     assert accuracy._read_cache(tmp_path / "absent.json") == {}
+
+
+def test_chgnet_side_relaxes_once_and_reuses_its_cache(accuracy, tmp_path, monkeypatch) -> None:
+    unrelaxed, relaxed = make_defect_pair(n=3, seed=4)
+    ideal = pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice)
+    graph = structure_to_graph(mark_defects(unrelaxed, ideal), SETTINGS, relaxed=relaxed)
+    graph.host, graph.atoms_id = "MoS2_test", "s4"
+    cache = tmp_path / "chgnet.json"
+    first = accuracy.chgnet_side([graph], 1, cache)["MoS2_test"]  # a real CHGNet relaxation
+    assert first["n"] == 1 and first["ids"] == ["s4"]
+    assert 0 < first["mae"] < 1.0 and first["s_per_structure"] > 0
+    monkeypatch.setattr(accuracy, "chgnet_relax", lambda *a, **k: pytest.fail("relaxed again"))
+    again = accuracy.chgnet_side([graph], 1, cache)["MoS2_test"]
+    assert again == first
