@@ -41,9 +41,9 @@ class _FailedJobs(logging.Filter):
 def failure_log(work_dir: str | Path) -> Iterator[Path]:
     """Append the traceback of every job that fails meanwhile (jobflow's ``run_locally``
     reports them at INFO level only) to ``<work_dir>/failures.log``; yields its path. The file
-    is removed again if it stays empty."""
+    is opened at the first failure only (no empty log; worker processes append side by side)."""
     path = Path(work_dir) / FAILURE_LOG
-    handler = logging.FileHandler(path)
+    handler = logging.FileHandler(path, delay=True)
     handler.addFilter(_FailedJobs())
     jobflow_logger = logging.getLogger("jobflow")
     # a logging.config.dictConfig elsewhere in the process (jobflow-remote's) may have disabled
@@ -60,5 +60,3 @@ def failure_log(work_dir: str | Path) -> Iterator[Path]:
         jobflow_logger.setLevel(level)
         reporter.disabled = disabled
         handler.close()
-        if path.is_file() and not path.stat().st_size:
-            path.unlink()
