@@ -16,6 +16,7 @@ resident memory of each phase (measured in a fresh subprocess so the phases do n
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -50,9 +51,12 @@ def train_phase(model, cfg, graphs: list, device) -> dict:
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
-    batches = [b.to(device) for b in DataLoader(graphs, batch_size=cfg.batch_size)]
-    if len(batches) < 3:
-        raise ValueError(f"{len(graphs)} structures make {len(batches)} batches; 3 or more needed")
+    if not graphs:
+        raise ValueError("no structures to time")
+    # TRAIN_BATCHES full batches of the config's size, the structures repeated where a split
+    # has fewer (timing does not depend on which structures they are)
+    pool = list(itertools.islice(itertools.cycle(graphs), TRAIN_BATCHES * cfg.batch_size))
+    batches = [b.to(device) for b in DataLoader(pool, batch_size=cfg.batch_size)]
 
     def sync() -> float:
         if device.type == "cuda":
@@ -78,6 +82,7 @@ def train_phase(model, cfg, graphs: list, device) -> dict:
     timed = batches[2:]
     seconds = sum(phases.values())
     return {
+        "timed_steps": len(timed),
         "structures_per_s": sum(b.num_graphs for b in timed) / seconds,
         **{f"{name}_ms_per_step": 1000 * s / len(timed) for name, s in phases.items()},
     }
@@ -103,7 +108,7 @@ def phase(name: str, args: argparse.Namespace) -> dict:
         "n_edges": int(graphs[0].edge_index.shape[1]),
     }
     if name == "train":
-        result |= train_phase(model, cfg, graphs[: TRAIN_BATCHES * cfg.batch_size], device)
+        result |= train_phase(model, cfg, graphs, device)
     else:
         batch_size = int(name.split("_")[1])
         model.eval()
@@ -144,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data_root).exists():
         parser.error(f"--data-root {args.data_root}: not found (the DefiNet dataset)")
     command = (
-        f"python benchmarks/model_speed.py --config {args.config} --host {args.host} "
-        f"--device {args.device} --threads {args.threads}"
+        f"python benchmarks/model_speed.py --config {args.config} --data-root {args.data_root} "
+        f"--host {args.host} --split {args.split} --device {args.device} --threads {args.threads}"
     )
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -192,4 +197,6 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run
+
+    run(main)

@@ -90,7 +90,9 @@ def make_store(kind: str, directory: Path) -> MontyStore | JSONStore:
     """Return a fresh store of ``kind`` in ``directory``."""
     if kind == "JSONStore":
         return JSONStore(str(directory / "docs.json"), read_only=False, key="key")
-    return MontyStore("docs", database_path=str(directory), key="key")
+    if kind == "MontyStore":
+        return MontyStore("docs", database_path=str(directory), key="key")
+    raise ValueError(f"unknown store backend {kind!r}; use JSONStore or MontyStore")
 
 
 def dir_size(path: Path) -> int:
@@ -179,7 +181,12 @@ def main() -> None:
     parser.add_argument(
         "--maggma-batched", action="store_true", help="also time store.update(all docs)"
     )
-    parser.add_argument("--backends", nargs="+", default=["JSONStore", "MontyStore"])
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=["JSONStore", "MontyStore"],
+        default=["JSONStore", "MontyStore"],
+    )
     args = parser.parse_args()
 
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))

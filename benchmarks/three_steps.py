@@ -325,7 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         "store; the full run always reads its training pairs from the plan's store)",
     )
     parser.add_argument("--plan", type=Path, help=f"smoke plan (default {SMOKE_PLAN.name})")
-    parser.add_argument("--out", type=Path, help="directory of the table and plots")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="directory of the table and plots (default benchmarks/results/three_steps, its "
+        "smoke/ or val/ folder for those runs)",
+    )
     parser.add_argument(
         "--split",
         choices=("test", "val"),
@@ -370,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         wall_time_s=time.perf_counter() - start,
     )
-    out = args.out or (OUT / "smoke" if args.smoke else OUT)
+    # the committed results are the test split's: other runs write beside them
+    default = OUT / "smoke" if args.smoke else OUT if args.split == "test" else OUT / args.split
+    out = args.out or default
     plots = plot(summary, docs, out)
     (out / "table.md").write_text(markdown(summary) + "\n")
     print(markdown(summary))

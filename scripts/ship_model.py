@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from definet.nn.definet import DefiNetConfig
 from definet.predict import DEFAULT_CHECKPOINT
 from definet.train_config import read_config_settings
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA_CITATION = (
     "DefiNet dataset, Ziduo Yang and Lei Shen, Zenodo record 14027373, licence CC BY 4.0; "
     "Yang et al., npj Comput. Mater. 2025, doi:10.1038/s41524-025-01728-w"
@@ -180,7 +182,7 @@ def member_2_lines(member: dict, note: str, hardware: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
-    parser.add_argument("--config", default="workflows/train/definet-joint.yaml")
+    parser.add_argument("--config", default=str(ROOT / "workflows/train/definet-joint.yaml"))
     parser.add_argument(
         "--high-density",
         nargs="+",
@@ -207,7 +209,7 @@ def main() -> None:
         help="guard (A): atoms predicted to move further stay at their start; <= 0: none",
     )
     parser.add_argument("--max-low-density-fraction", type=float, default=LOW_DENSITY_MAX_FRACTION)
-    parser.add_argument("--data-root", default="../shared/data/definet-dataset")
+    parser.add_argument("--data-root", default=str(ROOT.parent / "shared/data/definet-dataset"))
     parser.add_argument("--hardware", default=f"{os.cpu_count()}-core CPU ({platform.machine()})")
     parser.add_argument("--name", default="definet-default", help="weights file stem")
     parser.add_argument("--data", default=DATA_CITATION, help="what it was trained on")
@@ -273,17 +275,24 @@ def main() -> None:
         payload = routed_payload(
             [payload, high_payload], [args.max_low_density_fraction], metadata=meta
         )
-    path = save_atomic(payload, DEFAULT_CHECKPOINT.with_name(f"{args.name}.pt"))
-    validation = (
-        routed_validation(path, args.data_root) if args.high_density else meta["validation"]
-    )
+    path = DEFAULT_CHECKPOINT.with_name(f"{args.name}.pt")
+    # staged beside it and validated first: a failure leaves the shipped file and its card as
+    # they were
+    staged = save_atomic(payload, path.with_name(f"{args.name}.new.pt"))
+    try:
+        validation = (
+            routed_validation(staged, args.data_root) if args.high_density else meta["validation"]
+        )
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     if args.high_density:
         payload["metadata"]["validation"] = validation
-        save_atomic(payload, path)
+        save_atomic(payload, staged)
 
     card = {
         "name": args.name,
-        "checkpoint_sha256": file_sha256(path),
+        "checkpoint_sha256": file_sha256(staged),
         "data": args.data,
         "split": args.split,
         "hardware": args.hardware,
@@ -310,6 +319,10 @@ def main() -> None:
             for line in csv_path.read_text().splitlines()[1:]
             if line.strip()
         )
+        if not card["training_ids"]:
+            staged.unlink(missing_ok=True)
+            sys.exit(f"error: --ids-from {args.ids_from}: no <host>/train.csv or val.csv ids")
+    staged.replace(path)
     card_json = path.with_suffix(".json")
     card_json.write_text(json.dumps(card, indent=2))
 

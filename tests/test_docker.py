@@ -243,6 +243,14 @@ def test_container_configs_point_at_the_compose_mongodb(compose):
     assert "data" in jobstore.additional_stores
     store = store_from_config(DOCKER / "config" / Path(env["DEFINET_STORE_CONFIG"]).name)
     assert store.host == mongo_name
+    # the runner writes logs and daemon files under base_dir, by default inside the projects
+    # folder, which the worker mounts read-only: the container's file names its own
+    assert yaml.safe_load((folder / "definet.yaml").read_text()).get("base_dir")
+    read_only = [
+        v.split(":")[1] for v in compose["services"]["worker"]["volumes"] if v.endswith(":ro")
+    ]
+    for folder in (project.base_dir, project.log_dir, project.tmp_dir, project.daemon_dir):
+        assert not any(Path(folder).is_relative_to(mount) for mount in read_only), folder
 
 
 @pytest.mark.parametrize("script", ["init.sh", "validate-loop.sh"])
