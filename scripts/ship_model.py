@@ -182,7 +182,8 @@ def member_2_lines(member: dict, note: str, hardware: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
-    parser.add_argument("--config", default=str(ROOT / "workflows/train/definet-joint.yaml"))
+    # relative: the card records it as the training command
+    parser.add_argument("--config", default="workflows/train/definet-joint.yaml")
     parser.add_argument(
         "--high-density",
         nargs="+",
