@@ -66,6 +66,7 @@ __all__ = [
     "EngineNotAvailableError",
     "EngineRelaxMaker",
     "RelaxEngine",
+    "check_run_options",
     "RelaxResult",
     "default_cp2k_data_dir",
     "make_relax_maker",
@@ -170,12 +171,7 @@ class RelaxEngine(MSONable):
             raise ValueError(
                 f"unknown relaxation engine {self.name!r}; valid engines: {', '.join(ENGINES)}"
             )
-        unknown_options = sorted(set(self.run_options) - set(RUN_OPTIONS[self.name]))
-        if unknown_options:
-            raise ValueError(
-                f"unknown run option(s) {unknown_options} for engine {self.name!r}; "
-                f"valid run options: {', '.join(RUN_OPTIONS[self.name]) or 'none'}"
-            )
+        check_run_options(self.name, self.run_options)
         defaults = DEFAULT_SETTINGS[self.name]
         unknown = sorted(set(self.settings) - set(defaults))
         if unknown:
@@ -493,6 +489,16 @@ class EngineRelaxMaker(Maker):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def check_run_options(engine: str, run_options: dict[str, Any]) -> None:
+    """Raise ValueError for run options that ``engine`` does not read (:data:`RUN_OPTIONS`)."""
+    unknown = sorted(set(run_options) - set(RUN_OPTIONS[engine]))
+    if unknown:
+        raise ValueError(
+            f"unknown run option(s) {unknown} for engine {engine!r}; "
+            f"valid run options: {', '.join(RUN_OPTIONS[engine]) or 'none'}"
+        )
 
 
 def _check_setting_type(engine: str, key: str, value: Any, default: Any) -> None:

@@ -274,8 +274,8 @@ def export_pairs(
             path = folder / f"{pair.atoms_id}_{kind}.cif"
             if not path.is_file():
                 _write_cif(structure, path)
-        listed_in = [s for s, ids in listed[pair.host].items() if pair.atoms_id in ids]
-        if not listed_in:  # a pair listed before keeps its split, whatever the fractions now
+        if not any(pair.atoms_id in ids for ids in listed[pair.host].values()):
+            # a pair listed before keeps its split, whatever the fractions now
             listed[pair.host][assign_split(pair.atoms_id, fractions, seed)].add(pair.atoms_id)
     counts = {}
     for host, splits in listed.items():

@@ -167,9 +167,9 @@ def _table(docs: Sequence[Mapping], group_by: str) -> list[str]:
 def _headline(docs: list[dict[str, Any]]) -> list[str]:
     """The key figures, one block per engine, settings and checkpoint (never pooled: the same
     defect relaxed twice would count twice)."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for d in docs:
-        groups.setdefault((d["engine"], d["settings_hash"], d["checkpoint_sha256"]), []).append(d)
+        groups.setdefault(tuple(d[p] for p in PARTITION), []).append(d)
     lines: list[str] = []
     for (engine, settings, checkpoint), part in sorted(groups.items()):
         if len(groups) > 1:

@@ -164,11 +164,16 @@ class ValidationSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_engine_settings_and_supercell(self) -> ValidationSpec:
+        from definet_flows.engines import RelaxEngine, check_run_options
+
         try:
-            self.relax_engine()  # unknown settings raise, listing the valid ones
+            RelaxEngine(self.engine, dict(self.engine_settings))  # unknown settings raise
         except ValueError as exc:
-            field = "run_options" if "run option" in str(exc) else "engine_settings"
-            raise ValueError(f"field '{field}': {exc}") from None
+            raise ValueError(f"field 'engine_settings': {exc}") from None
+        try:
+            check_run_options(self.engine, self.run_options)
+        except ValueError as exc:
+            raise ValueError(f"field 'run_options': {exc}") from None
         self._check_defect_elements()
         if self.supercell is not None:
             from definet_flows.defects import parse_supercell
