@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pymatgen.core import Element
+
 from definet.checkpoint import (
     ensemble_from_files,
     file_sha256,
@@ -37,6 +39,7 @@ from definet.checkpoint import (
     save_atomic,
 )
 from definet.data.graphs import GraphSettings
+from definet.data.markers import DATASET_MARKERS, MARKER_NAMES
 from definet.nn.definet import DefiNetConfig
 from definet.predict import DEFAULT_CHECKPOINT
 from definet.train_config import read_config_settings
@@ -72,6 +75,21 @@ def member_card(checkpoint: str, config_path: str, meta: dict[str, Any]) -> dict
         "training_wall_hours": round(seconds / 3600, 2),
         "validation": meta["validation"],
     }
+
+
+def host_kinds_of(meta: dict[str, Any], data_root: str) -> set[str]:
+    """The host kinds a checkpoint was trained on: from its metadata, or (checkpoints from
+    before they were recorded) from the unit cells of its hosts under ``data_root``."""
+    from definet.data.dataset import find_host_folders, read_structure
+    from definet.data.hosts import structure_host_kind
+
+    if "host_kinds" in meta:
+        return set(meta["host_kinds"])
+    folders = {f.name: f for f in find_host_folders(data_root, "train")}
+    missing = sorted(set(meta["hosts"]) - set(folders))
+    if missing:
+        sys.exit(f"error: --data-root {data_root}: no host folder {', '.join(missing)}")
+    return {structure_host_kind(read_structure(folders[h].unit_cell)) for h in meta["hosts"]}
 
 
 def routed_validation(path: Path, data_root: str) -> dict:
@@ -149,6 +167,18 @@ def guard_text(limit: float | None) -> str:
     return (
         f"an atom predicted to move more than {limit} A from its start is left there, with an "
         "OutOfDistributionWarning (`max_displacement` in each member's config)."
+    )
+
+
+def seen_text(card: dict[str, Any]) -> str:
+    """The model card's line on what the model saw in training, beyond which it warns."""
+    hosts = ", ".join(card["host_kinds_seen"] or card["hosts"])
+    elements = ", ".join(Element.from_Z(z).symbol for z in card["elements_seen"])
+    markers = ", ".join(MARKER_NAMES[m] for m in card["defect_markers_seen"])
+    return (
+        f"hosts {hosts}; elements {elements}; sites {markers}. A structure with any other host, "
+        "element or kind of defect site is still predicted, with an OutOfDistributionWarning "
+        "naming it."
     )
 
 
@@ -259,6 +289,10 @@ def main() -> None:
         for card in high_cards:
             hosts |= set(card["hosts"])
             elements |= set(card["elements_seen"])
+        # each structure goes to one member: the file has seen what any member saw
+        member_metas = [meta, *(m["metadata"] for m in high_members)]
+        host_kinds = set.union(*(host_kinds_of(m, args.data_root) for m in member_metas))
+        markers = set.union(*(set(m.get("markers", DATASET_MARKERS)) for m in member_metas))
         if len(high_cards) == 1:
             members.append(high_cards[0])
         else:
@@ -271,6 +305,8 @@ def main() -> None:
         meta = {
             "hosts": sorted(hosts),
             "elements": sorted(elements),
+            "host_kinds": sorted(host_kinds),
+            "markers": sorted(markers),
             "members": [args.checkpoint, *args.high_density],
         }
         payload = routed_payload(
@@ -300,6 +336,8 @@ def main() -> None:
         "n_parameters": sum(m["n_parameters"] for m in members),
         "hosts": meta["hosts"],
         "elements_seen": meta["elements"],
+        "host_kinds_seen": meta.get("host_kinds"),
+        "defect_markers_seen": meta.get("markers", list(DATASET_MARKERS)),
         "max_displacement": args.max_displacement,
         "validation": validation,
     }
@@ -348,6 +386,7 @@ def main() -> None:
   {card["n_parameters"]:,} parameters in all.
 {training}
 - **Guard**: {guard_text(args.max_displacement)}
+- **Seen in training**: {seen_text(card)}
 - **Checkpoint sha256**: `{card["checkpoint_sha256"]}`
 
 ## Validation (val split; coordinate MAE in angstrom, vacancy nodes excluded)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from definet.data.graphs import GraphSettings
+from definet.data.markers import DATASET_MARKERS
 from definet.nn import (
     DefiNet,
     DefiNetConfig,
@@ -108,9 +109,11 @@ def ensemble_payload(members: list[dict[str, Any]], metadata: dict | None = None
 def ensemble_from_files(paths: list[str | Path]) -> dict[str, Any]:
     """An :func:`ensemble_payload` of single-model checkpoints (``best.pt`` or training
     ``last.pt`` files, which give their EMA weights). Its metadata names each member file with
-    its sha256 and keeps the elements every member saw (so a prediction warns about any element
-    one of them never saw) and the hosts any member was trained on."""
+    its sha256 and keeps the elements, host kinds and defect markers every member saw (so a
+    prediction warns about anything one of them never saw) and the hosts any member was trained
+    on."""
     members, sources, elements, hosts = [], [], [], set()
+    host_kinds, markers = [], []
     for path in paths:
         model, graph, metadata = load_model(path)
         if not isinstance(model, DefiNet):
@@ -121,10 +124,18 @@ def ensemble_from_files(paths: list[str | Path]) -> dict[str, Any]:
         members.append(model_payload(model, graph, metadata=metadata))
         sources.append({"checkpoint": str(path), "sha256": file_sha256(path)})
         elements.append(set(metadata.get("elements", [])))
+        host_kinds.append(set(metadata.get("host_kinds", [])))
+        markers.append(set(metadata.get("markers", DATASET_MARKERS)))
         hosts |= set(metadata.get("hosts", []))
-    metadata: dict[str, Any] = {"members": sources, "hosts": sorted(hosts)}
+    metadata: dict[str, Any] = {
+        "members": sources,
+        "hosts": sorted(hosts),
+        "markers": sorted(set.intersection(*markers)),
+    }
     if all(elements):
         metadata["elements"] = sorted(set.intersection(*elements))
+    if all(host_kinds):
+        metadata["host_kinds"] = sorted(set.intersection(*host_kinds))
     return ensemble_payload(members, metadata)
 
 

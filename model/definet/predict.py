@@ -8,11 +8,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Element, Structure
+from pymatgen.core import Composition, Element, Structure
 
 from definet.checkpoint import file_sha256, load_model
 from definet.data.graphs import structure_to_graph
-from definet.data.markers import MARKER_KEY, VACANCY, mark_defects, markers_of
+from definet.data.hosts import chemical_system, structure_host_kind, systems_from_folder_names
+from definet.data.markers import (
+    DATASET_MARKERS,
+    MARKER_KEY,
+    MARKER_NAMES,
+    VACANCY,
+    mark_defects,
+    markers_of,
+)
 from definet.inference import pick_device, predicted_coordinates
 from definet.nn.definet import OutOfDistributionWarning
 
@@ -86,8 +94,16 @@ class Predictor:
         self.model.to(self.device)
         self.checkpoint_sha256 = file_sha256(self.checkpoint)
         self.known_elements = set(self.metadata.get("elements", []))
+        self.known_markers = set(self.metadata.get("markers", DATASET_MARKERS))
+        self.known_host_kinds = set(self.metadata.get("host_kinds", []))
+        # checkpoints from before host kinds were recorded know their hosts by folder name only
+        self.known_host_systems = {
+            chemical_system(kind) for kind in self.known_host_kinds
+        } | systems_from_folder_names(self.metadata.get("hosts", []))
 
-    def _check_elements(self, structure: Structure) -> None:
+    def _check_in_distribution(self, structure: Structure) -> None:
+        """Refuse elements outside the embedding; warn, naming each, about elements, defect
+        kinds and hosts the model never saw in training."""
         z = {site.specie.Z for site in structure}
         too_big = {s for s in z if s > self.model.config.max_z}
         if too_big:
@@ -96,15 +112,42 @@ class Predictor:
                 f"{sorted(Element.from_Z(s).symbol for s in too_big)} outside the "
                 f"model's embedding (Z <= {self.model.config.max_z})"
             )
-        unseen = z - self.known_elements if self.known_elements else set()
+        unseen = []
+        elements = z - self.known_elements if self.known_elements else set()
+        if elements:
+            unseen.append(f"element(s) {sorted(Element.from_Z(s).symbol for s in elements)}")
+        markers = set(markers_of(structure).tolist()) - self.known_markers
+        if markers:
+            unseen.append(f"defect kind(s) {sorted(MARKER_NAMES[m] for m in markers)}")
+        trained_on = ""
+        if self._unseen_host(structure):
+            unseen.append(f"host {structure_host_kind(structure)}")
+            hosts = sorted(self.known_host_kinds) or sorted(self.known_host_systems)
+            trained_on = f" (its hosts: {', '.join(hosts)})"
         if unseen:
+            markers = markers_of(structure)
+            atoms = sum(
+                (s.species for s, m in zip(structure, markers, strict=True) if m != VACANCY),
+                Composition(),
+            )
             warnings.warn(
-                f"{structure.composition.formula}: element(s) "
-                f"{sorted(Element.from_Z(s).symbol for s in unseen)} never seen in training "
-                f"by {self.checkpoint.name}: prediction is out of distribution",
+                f"{atoms.formula}: {'; '.join(unseen)} never seen in training by "
+                f"{self.checkpoint.name}{trained_on}: prediction is out of distribution",
                 OutOfDistributionWarning,
                 stacklevel=3,
             )
+
+    def _unseen_host(self, structure: Structure) -> bool:
+        """Whether the model never saw the structure's host: its chemical system, or that
+        system as a layer or as bulk (where the checkpoint records which it saw)."""
+        if not self.known_host_systems:
+            return False
+        kind = structure_host_kind(structure)
+        system = chemical_system(kind)
+        same_system = {k for k in self.known_host_kinds if chemical_system(k) == system}
+        return system not in self.known_host_systems or bool(
+            same_system and kind not in same_system
+        )
 
     def predict(
         self,
@@ -134,7 +177,7 @@ class Predictor:
         graphs = []
         for s in structures:
             markers_of(s)
-            self._check_elements(s)
+            self._check_in_distribution(s)
             graphs.append(structure_to_graph(s, self.graph_settings))
         coords = predicted_coordinates(self.model, graphs, batch_size, self.device)
         return [self._relaxed(s, c.numpy()) for s, c in zip(structures, coords, strict=True)]

@@ -29,7 +29,8 @@ from torch_geometric.loader import DataLoader
 
 from definet.allocator import keep_freed_memory
 from definet.checkpoint import FORMAT_VERSION, model_payload, read_checkpoint, save_atomic
-from definet.data.markers import VACANCY
+from definet.data.hosts import graph_host_kind
+from definet.data.markers import DATASET_MARKERS, VACANCY
 from definet.forcefield_loss import ForceFieldLoss, ForceFieldTerms
 from definet.inference import (
     evaluate_graphs,
@@ -175,11 +176,19 @@ class Trainer:
         self.elapsed = 0.0
         self.history_hosts = sorted({g.host for g in self.train_graphs})
         self.elements = sorted({int(z) for g in self.train_graphs for z in g.z.unique()})
+        self.host_kinds = sorted({graph_host_kind(g) for g in self.train_graphs})
+        self.markers = sorted({int(m) for g in self.train_graphs for m in g.marker.unique()})
         if config.init_from:  # a fine-tuned model still knows what it was pre-trained on
             self.history_hosts = sorted(
                 set(self.history_hosts) | set(pretrained_meta.get("hosts", []))
             )
             self.elements = sorted(set(self.elements) | set(pretrained_meta.get("elements", [])))
+            self.host_kinds = sorted(
+                set(self.host_kinds) | set(pretrained_meta.get("host_kinds", []))
+            )
+            self.markers = sorted(
+                set(self.markers) | set(pretrained_meta.get("markers", DATASET_MARKERS))
+            )
 
     def add_teacher_labelled(self) -> None:
         """Join the teacher-labelled copies (cached in ``out_dir``) to the training graphs;
@@ -248,6 +257,8 @@ class Trainer:
         return {
             "hosts": self.history_hosts,
             "elements": self.elements,
+            "host_kinds": self.host_kinds,
+            "markers": self.markers,
             "n_train": len(self.train_graphs) - self.n_teacher_labelled,
             "n_teacher_labelled": self.n_teacher_labelled,
             "n_val": len(self.val_graphs),

@@ -149,10 +149,15 @@ def test_ensemble_refuses_bad_members(tmp_path: Path) -> None:
 
 def test_cli_ensemble_averages_checkpoint_files(tmp_path: Path, structures) -> None:
     nets = [member(1), member(2)]
-    seen = [[16, 42, 74], [16, 42]]  # the second member never saw W
+    seen = [[16, 42, 74], [16, 42]]  # the second member never saw W, nor bulk MoS2
+    kinds = [["Mo-S bulk", "Mo-S layer"], ["Mo-S layer"]]
     files = [
         save_atomic(
-            model_payload(net, SETTINGS, metadata={"elements": els, "hosts": [f"h{k}"]}),
+            model_payload(
+                net,
+                SETTINGS,
+                metadata={"elements": els, "hosts": [f"h{k}"], "host_kinds": kinds[k]},
+            ),
             tmp_path / f"m{k}.pt",
         )
         for k, (net, els) in enumerate(zip(nets, seen, strict=True))
@@ -167,6 +172,7 @@ def test_cli_ensemble_averages_checkpoint_files(tmp_path: Path, structures) -> N
         np.testing.assert_allclose(got, mean, atol=1e-6)
     assert [m["checkpoint"] for m in metadata["members"]] == [str(f) for f in files]
     assert metadata["elements"] == [16, 42] and metadata["hosts"] == ["h0", "h1"]
+    assert metadata["host_kinds"] == ["Mo-S layer"] and metadata["markers"] == [0, 1, 2]
 
     # what cannot be averaged is refused in one line naming the file
     refused = CliRunner().invoke(app, ["ensemble", str(out), str(files[0]), "--out", "x.pt"])

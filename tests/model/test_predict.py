@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 from pymatgen.util.coord import pbc_diff
 from typer.testing import CliRunner
@@ -77,6 +78,82 @@ def test_out_of_distribution_elements(checkpoint: Path) -> None:
     odd.replace(0, "Og")  # Z = 118 > max_z
     with pytest.raises(ValueError, match="Og.*outside the model's embedding"):
         Predictor(checkpoint).predict([odd], pristine=[ideal])
+
+
+def bulk_mos2_vacancy() -> tuple[Structure, Structure]:
+    """(3x3 MoS2 with an S vacancy, its ideal cell), c = 6 A: no vacuum gap, so bulk."""
+    unit = mos2_unit_cell()
+    unit = Structure(
+        Lattice.hexagonal(unit.lattice.a, 6.0),
+        unit.species,
+        unit.cart_coords,
+        coords_are_cartesian=True,
+    )
+    ideal = unit * (3, 3, 1)
+    defect = ideal.copy()
+    defect.remove_sites([1])
+    return defect, ideal
+
+
+def test_out_of_distribution_hosts_and_defect_kinds(tmp_path: Path) -> None:
+    meta = {
+        "elements": [16, 42, 74],
+        "hosts": ["MoS2_500"],
+        "host_kinds": ["Mo-S layer"],
+        "markers": [0, 1, 2],
+    }
+    predictor = Predictor(tiny_checkpoint(tmp_path / "kinds.pt", metadata=meta))
+    unrelaxed, ideal = marked_pair(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDistributionWarning)
+        predictor.predict([unrelaxed], pristine=[ideal])  # what it was trained on: no warning
+
+    bulk, bulk_ideal = bulk_mos2_vacancy()
+    with pytest.warns(OutOfDistributionWarning) as record:
+        predictor.predict([bulk], pristine=[bulk_ideal])
+    message = str(record[0].message)
+    assert message.startswith(f"{bulk.composition.formula}: host Mo-S bulk never seen")
+    assert "(its hosts: Mo-S layer)" in message
+
+    crowded = unrelaxed.copy()  # an S atom between the layers' sites: an interstitial
+    crowded.append("S", crowded.lattice.get_fractional_coords([0.0, 0.0, 0.0]) + [1 / 6, 1 / 6, 0])
+    crowded.translate_sites([len(crowded) - 1], [0, 0, unrelaxed.frac_coords[:, 2].mean()])
+    with pytest.warns(OutOfDistributionWarning, match=r"defect kind\(s\) \['interstitial'\]"):
+        predictor.predict([crowded], pristine=[ideal])
+
+
+def test_shipped_model_names_a_host_it_never_saw() -> None:
+    gan = Structure.from_spacegroup(
+        "P6_3mc",
+        Lattice.hexagonal(3.19, 5.19),
+        ["Ga", "N"],
+        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.377]],
+    ) * (2, 2, 2)
+    vacancy = gan.copy()
+    vacancy.remove_sites([next(i for i, site in enumerate(gan) if site.specie.symbol == "N")])
+    predictor = Predictor()  # Ga and N are in its training data, bulk GaN is not
+    with pytest.warns(OutOfDistributionWarning) as record:
+        predictor.predict([vacancy], pristine=[gan])
+    message = str(record[0].message)
+    assert "host Ga-N bulk never seen in training by definet-default.pt" in message
+    assert "element" not in message and "Mo-S layer" in message
+    unrelaxed, ideal = marked_pair(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDistributionWarning)
+        predictor.predict([unrelaxed], pristine=[ideal])
+
+
+def test_checkpoints_without_host_kinds_know_their_hosts_by_folder_name(checkpoint: Path) -> None:
+    si = Structure(Lattice.cubic(5.43), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]]) * 2
+    vacancy = si.copy()
+    vacancy.remove_sites([0])
+    with pytest.warns(OutOfDistributionWarning, match=r"Si15: element\(s\) \['Si'\]; host Si bulk"):
+        Predictor(checkpoint).predict([vacancy], pristine=[si])
+    # the folder name MoS2_500 tells the system, not whether it was a layer: no warning
+    bulk, bulk_ideal = bulk_mos2_vacancy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDistributionWarning)
+        Predictor(checkpoint).predict([bulk], pristine=[bulk_ideal])
 
 
 def test_cli_predict_writes_cifs(checkpoint: Path, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""scripts/ship_model.py: the model card says which graphs the shipped file is served."""
+"""scripts/ship_model.py: the model card says which graphs the shipped file is served and what it saw
+in training."""
 
 from __future__ import annotations
 
@@ -25,3 +26,24 @@ def test_card_of_plain_graphs_mentions_neither(ship_model) -> None:
     plain = GraphSettings(5.0, 16)
     text = ship_model.graph_text(plain, [plain, plain])
     assert text == "graph cutoff 5.0 A with at most 16 neighbours"
+
+
+def test_card_names_what_the_model_saw(ship_model) -> None:
+    card = {
+        "host_kinds_seen": ["Mo-S layer"],
+        "hosts": ["MoS2_500"],
+        "elements_seen": [16, 42],
+        "defect_markers_seen": [0, 2],
+    }
+    text = ship_model.seen_text(card)
+    assert text.startswith("hosts Mo-S layer; elements S, Mo; sites pristine, vacancy.")
+    # a card of a checkpoint that recorded no host kinds names its host folders
+    assert ship_model.seen_text(card | {"host_kinds_seen": None}).startswith("hosts MoS2_500;")
+
+
+def test_host_kinds_of_old_checkpoints_come_from_the_unit_cells(ship_model, tiny_dataset) -> None:
+    assert ship_model.host_kinds_of({"hosts": ["MoS2_500"]}, str(tiny_dataset)) == {"Mo-S layer"}
+    recorded = {"hosts": ["MoS2_500"], "host_kinds": ["Mo-S bulk"]}
+    assert ship_model.host_kinds_of(recorded, str(tiny_dataset)) == {"Mo-S bulk"}
+    with pytest.raises(SystemExit, match="no host folder WSe2_500"):
+        ship_model.host_kinds_of({"hosts": ["MoS2_500", "WSe2_500"]}, str(tiny_dataset))

@@ -62,6 +62,8 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model, settings, meta = load_model(best)
     assert settings == SMALL_GRAPH
     assert meta["hosts"] == ["MoS2_test"] and meta["n_train"] == 2
+    # what a prediction checks its inputs against: defect_graphs hold S vacancies and W on Mo
+    assert meta["host_kinds"] == ["Mo-S layer"] and meta["markers"] == [0, 1, 2]
     again = Trainer(config(tmp_path / "x", epochs=1), data[:2], data[2:], progress=False)
     again.model.load_state_dict(model.state_dict())
     r1 = evaluate_graphs(model, data[2:])["overall"]["mae"]

@@ -34,12 +34,12 @@ from torch_geometric.data import Data
 
 from definet.checkpoint import save_atomic
 from definet.data.graphs import GraphSettings, structure_to_graph
+from definet.data.hosts import host_formula
 from definet.data.markers import mark_defects, pristine_supercell
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 STRUCTURE_DIRS = ("CIF", "CIF_POSCAR")
-HOST_ALIASES = {"hBN": "BN", "BP": "P"}
 
 
 class DatasetError(ValueError):
@@ -117,8 +117,7 @@ def extract_archive(archive: Path, cache_dir: Path | None = None) -> Path:
 
 
 def _resolve_unit_cell(host_path: Path) -> Path:
-    stem = host_path.name.replace("_spin", "").split("_")[0]
-    stem = HOST_ALIASES.get(stem, stem)
+    stem = host_formula(host_path.name)
     candidate = host_path.parent / f"{stem}.cif"
     if candidate.is_file():
         return candidate

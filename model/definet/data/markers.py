@@ -25,6 +25,9 @@ MARKER_NAMES = {
     VACANCY: "vacancy",
     INTERSTITIAL: "interstitial",
 }
+#: Markers of every checkpoint trained before checkpoints recorded theirs (the DefiNet set and the
+#: pipeline's exports of it hold vacancies and substitutions only).
+DATASET_MARKERS = (PRISTINE, SUBSTITUTION, VACANCY)
 
 
 class HostMismatchError(ValueError):
@@ -84,9 +87,13 @@ def detect_supercell(unit_cell: Structure, lattice: Lattice) -> np.ndarray:
 
 def is_slab(unit_cell: Structure, min_gap: float = 7.0) -> bool:
     """Whether the cell has a vacuum gap of at least ``min_gap`` A along c (a 2D host)."""
-    z = np.sort(unit_cell.frac_coords[:, 2] % 1.0)
-    gaps = np.diff(np.concatenate([z, [z[0] + 1.0]])) * unit_cell.lattice.c
-    return bool(gaps.max() >= min_gap)
+    return vacuum_gap(unit_cell.frac_coords[:, 2], unit_cell.lattice.c) >= min_gap
+
+
+def vacuum_gap(frac_c: np.ndarray, c_length: float) -> float:
+    """Widest empty stretch (A) along c between periodic images of fractional c coordinates."""
+    z = np.sort(np.asarray(frac_c, dtype=float) % 1.0)
+    return float((np.diff(np.concatenate([z, [z[0] + 1.0]])) * c_length).max())
 
 
 def pristine_supercell(

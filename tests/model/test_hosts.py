@@ -1,0 +1,60 @@
+"""Host kinds: the chemical system of a structure's host sites, as a layer or bulk."""
+
+from __future__ import annotations
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from definet.data.graphs import GraphSettings, structure_to_graph
+from definet.data.hosts import graph_host_kind, structure_host_kind, systems_from_folder_names
+from definet.data.markers import mark_defects, pristine_supercell
+
+from .conftest import make_defect_pair, mos2_unit_cell
+
+
+def silicon() -> Structure:
+    return Structure(Lattice.cubic(5.43), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+
+
+def test_substituted_sites_are_not_the_host_and_vacancy_nodes_are() -> None:
+    unrelaxed, _ = make_defect_pair(n=3, seed=0)  # one S vacancy, one W on Mo
+    ideal = pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice)
+    marked = mark_defects(unrelaxed, ideal)
+    assert structure_host_kind(marked) == "Mo-S layer"
+    # unmarked, the W counts as the host's
+    assert structure_host_kind(unrelaxed) == "Mo-S-W layer"
+    assert graph_host_kind(structure_to_graph(marked, GraphSettings(4.0, 12))) == "Mo-S layer"
+    # only S left apart from the vacancy node: the host is still Mo-S
+    only_s = marked.copy()
+    only_s.remove_species(["Mo", "W"])
+    assert structure_host_kind(only_s) == "S layer"
+
+
+@pytest.mark.parametrize("c", [3.2, 6.0])
+def test_a_cell_without_a_vacuum_gap_is_bulk(c: float) -> None:
+    unit = mos2_unit_cell()
+    squeezed = Structure(
+        Lattice.hexagonal(unit.lattice.a, c),
+        unit.species,
+        unit.cart_coords,
+        coords_are_cartesian=True,
+    )
+    assert structure_host_kind(squeezed) == "Mo-S bulk"
+    assert structure_host_kind(mos2_unit_cell()) == "Mo-S layer"
+    si = silicon() * (2, 2, 2)
+    assert structure_host_kind(si) == "Si bulk"
+    graph = structure_to_graph(mark_defects(si, si), GraphSettings(4.0, 12))
+    assert graph_host_kind(graph) == "Si bulk"
+
+
+def test_folder_names_give_the_host_formula() -> None:
+    names = ["BP_spin_500", "hBN_spin_500", "MoS2_500", "WSe2", "GaN", "not a formula!"]
+    assert systems_from_folder_names(names) == {"P", "B-N", "Mo-S", "Se-W", "Ga-N"}
+
+
+def test_symbols_match_pymatgen() -> None:
+    from pymatgen.core import Element
+
+    from definet.data.hosts import SYMBOLS
+
+    assert SYMBOLS[1:] == [Element.from_Z(z).symbol for z in range(1, 119)]
