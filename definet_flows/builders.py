@@ -44,6 +44,7 @@ SUMMARY_FIELDS = [
     "same_minimum",
     "definet_mae",
     "baseline_mae",
+    "out_of_distribution",
     "last_updated",
 ]
 FAST_STEPS = 3
@@ -85,11 +86,13 @@ def summarize(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     relaxations that ran (a failed one has no step count); shares of converged relaxations
     and of those converged within 3 ionic steps, over all documents (a failed relaxation
     counts as not converged); mean energy difference (predicted minus unrelaxed start, eV);
-    share reaching the same minimum; number of failed documents.
+    share reaching the same minimum; number of failed documents and of defects outside what
+    the model saw in training.
     """
     out: dict[str, Any] = {
         "count": len(docs),
         "n_failed": sum(d.get("status") == "failed" for d in docs),
+        "n_out_of_distribution": sum(bool(d.get("out_of_distribution")) for d in docs),
     }
     for start in ("unrelaxed", "predicted"):
         runs = [d[f"from_{start}"] for d in docs]

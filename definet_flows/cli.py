@@ -176,6 +176,7 @@ def _fmt(value) -> str:
 _SUMMARY_ROWS = [
     ("defects", "n_defects"),
     ("failed", "n_failed"),
+    ("outside the model's training", "n_out_of_distribution"),
     *(
         (f"{label}, {start_label} start", f"{key}_{start}")
         for label, key in (

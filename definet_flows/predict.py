@@ -75,6 +75,11 @@ class DefiNetPredictionDoc(BaseModel):
     mean_displacement: list[float] = Field(
         description="Mean predicted atomic displacement of each structure (A)."
     )
+    out_of_distribution: list[str | None] = Field(
+        default_factory=list,
+        description="What of each input the model never saw in training (element, defect "
+        "kind, host; Predictor.out_of_distribution), None where nothing; in input order.",
+    )
     structures: list[Structure] = Field(
         description="Predicted structures: vacancy nodes dropped, real atoms in the order of "
         "DefectEntry.defect_structure, cell unchanged, site properties kept."
@@ -125,6 +130,7 @@ class DefiNetPredictMaker(Maker):
         loaded = time.perf_counter()
         marked = [e if isinstance(e, Structure) else e.structure for e in entries]
         predicted = predictor.predict(marked, batch_size=self.batch_size) if marked else []
+        unseen = [predictor.out_of_distribution(m) for m in marked]
         done = time.perf_counter()
         moved = [displacements(m, p) for m, p in zip(marked, predicted, strict=True)]
         return DefiNetPredictionDoc(
@@ -140,5 +146,6 @@ class DefiNetPredictMaker(Maker):
             defect_ids=[getattr(e, "defect_id", None) for e in entries],
             max_displacement=[float(d.max()) if len(d) else 0.0 for d in moved],
             mean_displacement=[float(d.mean()) if len(d) else 0.0 for d in moved],
+            out_of_distribution=unseen,
             structures=predicted,
         )

@@ -187,6 +187,9 @@ def _headline(docs: list[dict[str, Any]]) -> list[str]:
             f"unrelaxed, {_fmt(figures['share_within_3_predicted'], 2)} from DefiNet",
             f"- failed validations (a relaxation or the prediction gave no result; plots leave "
             f"them out): {figures['n_failed']} of {len(part)}",
+            f"- defects with something the model never saw in training (an element, defect "
+            f"kind or host; `out_of_distribution` in each document): "
+            f"{figures['n_out_of_distribution']} of {len(part)}",
             f"- same minimum from both starts: {_fmt(figures['share_same_minimum'], 2)}; "
             f"mean dE {_fmt(figures['mean_energy_difference'])} eV",
             f"- mean coordinate MAE vs relaxed-from-unrelaxed: DefiNet "

@@ -53,6 +53,7 @@ DOC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("same_minimum", "same_minimum"),
     ("definet_mae", "definet_mae"),
     ("baseline_mae", "baseline_mae"),
+    ("out_of_distribution", "out_of_distribution"),
     ("checkpoint", "checkpoint_sha256"),
     ("key", "key"),
 )
@@ -63,6 +64,7 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("engine", "engine"),
     ("count", "count"),
     ("n_failed", "n_failed"),
+    ("n_out_of_distribution", "n_out_of_distribution"),
     ("median_steps_unrelaxed", "steps_unrelaxed.median"),
     ("median_steps_predicted", "steps_predicted.median"),
     ("share_converged_unrelaxed", "share_converged_unrelaxed"),

@@ -156,6 +156,11 @@ class ValidationDoc(BaseModel):
         None, description="Same for the unrelaxed structure (do-nothing baseline, A)."
     )
     prediction_time_s: float | None = Field(None, description="DefiNet time for this defect (s).")
+    out_of_distribution: str | None = Field(
+        None,
+        description="What of this defect the DefiNet model never saw in training (element, "
+        "defect kind, host), None where nothing or unknown.",
+    )
     unrelaxed_structure: Structure | None = Field(
         None, description="Marked unrelaxed structure (vacancy nodes at the end)."
     )
@@ -182,6 +187,7 @@ class ValidationDoc(BaseModel):
         rmsd_tol: float = 0.1,
         energy_tol: float = 0.01,
         store_structures: bool = True,
+        out_of_distribution: str | None = None,
     ) -> ValidationDoc:
         """Build the document from a defect and its two relaxations.
 
@@ -201,6 +207,8 @@ class ValidationDoc(BaseModel):
             Tolerances (A, eV) of ``same_minimum``.
         store_structures
             Keep the four structures in the document.
+        out_of_distribution
+            What of the defect the model never saw (``DefiNetPredictionDoc``).
 
         Raises
         ------
@@ -252,6 +260,7 @@ class ValidationDoc(BaseModel):
             ),
             baseline_mae=coordinate_mae(unrelaxed, ref),
             prediction_time_s=prediction_time_s,
+            out_of_distribution=out_of_distribution,
             unrelaxed_structure=unrelaxed if store_structures else None,
             predicted_structure=predicted_structure if store_structures else None,
             final_from_unrelaxed=ref if store_structures else None,
@@ -274,6 +283,7 @@ class ValidationDoc(BaseModel):
         rmsd_tol: float = 0.1,
         energy_tol: float = 0.01,
         store_structures: bool = True,
+        out_of_distribution: str | None = None,
     ) -> ValidationDoc:
         """Build the document of a defect whose validation failed (stored, never dropped).
 
@@ -291,7 +301,7 @@ class ValidationDoc(BaseModel):
             A ``RelaxResult`` (or ``RelaxOutcome``) of a relaxation that did run, else None.
         predicted_structure, prediction_time_s
             The DefiNet prediction and its time, when the prediction ran.
-        rmsd_tol, energy_tol, store_structures
+        rmsd_tol, energy_tol, store_structures, out_of_distribution
             As in :meth:`from_results`.
         """
 
@@ -339,6 +349,7 @@ class ValidationDoc(BaseModel):
             definet_mae=definet_mae,
             baseline_mae=baseline_mae,
             prediction_time_s=prediction_time_s,
+            out_of_distribution=out_of_distribution,
             unrelaxed_structure=entry.structure if store_structures else None,
             predicted_structure=predicted_structure if store_structures else None,
             final_from_unrelaxed=final(from_unrelaxed),
@@ -368,6 +379,11 @@ class ValidationSummaryDoc(BaseModel):
     count: int = Field(description="Number of ValidationDocs in the group.")
     n_failed: int = Field(
         0, description="Documents whose validation failed (a relaxation gave no result)."
+    )
+    n_out_of_distribution: int = Field(
+        0,
+        description="Defects with something the model never saw in training (element, "
+        "defect kind, host).",
     )
     steps_unrelaxed: StepStats = Field(description="Ionic steps from the unrelaxed start.")
     steps_predicted: StepStats = Field(description="Ionic steps from the predicted start.")

@@ -69,6 +69,7 @@ def _validation_doc(
     rmsd_tol: float,
     energy_tol: float,
     store_structures: bool,
+    out_of_distribution: str | None = None,
 ) -> ValidationDoc:
     """The ValidationDoc of one defect; a failed document when anything is missing."""
     errors = []
@@ -94,6 +95,7 @@ def _validation_doc(
                 rmsd_tol=rmsd_tol,
                 energy_tol=energy_tol,
                 store_structures=store_structures,
+                out_of_distribution=out_of_distribution,
             )
         except Exception as exc:  # a bad result must not lose the defect
             errors.append(f"comparing the two relaxations failed: {exc}")
@@ -111,6 +113,7 @@ def _validation_doc(
         rmsd_tol=rmsd_tol,
         energy_tol=energy_tol,
         store_structures=store_structures,
+        out_of_distribution=out_of_distribution,
     )
 
 
@@ -128,6 +131,7 @@ def store_validation_doc(
     rmsd_tol: float = 0.1,
     energy_tol: float = 0.01,
     store_structures: bool = True,
+    out_of_distribution: str | None = None,
 ) -> dict[str, Any]:
     """Jobflow job: build one defect's ValidationDoc and upsert it into the results store.
 
@@ -149,7 +153,7 @@ def store_validation_doc(
         Results store (connected here, so it must be reachable from the worker).
     expected_checkpoint_sha256
         sha256 of the checkpoint when the flow was built (used when the prediction failed).
-    rmsd_tol, energy_tol, store_structures
+    rmsd_tol, energy_tol, store_structures, out_of_distribution
         See :meth:`definet_flows.schemas.ValidationDoc.from_results`.
 
     Returns
@@ -171,6 +175,7 @@ def store_validation_doc(
         rmsd_tol,
         energy_tol,
         store_structures,
+        out_of_distribution,
     )
     with writing(results_store):
         written = upsert_validation_docs(results_store, [doc])
@@ -370,6 +375,7 @@ class ValidationFlowMaker(Maker):
                     rmsd_tol=self.rmsd_tol,
                     energy_tol=self.energy_tol,
                     store_structures=self.store_structures,
+                    out_of_distribution=predict.output.out_of_distribution[i],
                 )
                 doc.name = f"validation doc {label}"
                 doc.config.on_missing_references = OnMissing.NONE
@@ -620,7 +626,11 @@ def _forget(jobstore: Any, flow: Flow) -> None:
 
 def flatten_summary(figures: dict[str, Any]) -> dict[str, Any]:
     """Flat figures from :func:`definet_flows.builders.summarize` output."""
-    out: dict[str, Any] = {"n_defects": figures["count"], "n_failed": figures["n_failed"]}
+    out: dict[str, Any] = {
+        "n_defects": figures["count"],
+        "n_failed": figures["n_failed"],
+        "n_out_of_distribution": figures["n_out_of_distribution"],
+    }
     for start in ("unrelaxed", "predicted"):
         steps = figures[f"steps_{start}"]
         out[f"median_steps_{start}"] = steps.median

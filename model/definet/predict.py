@@ -101,9 +101,9 @@ class Predictor:
             chemical_system(kind) for kind in self.known_host_kinds
         } | systems_from_folder_names(self.metadata.get("hosts", []))
 
-    def _check_in_distribution(self, structure: Structure) -> None:
-        """Refuse elements outside the embedding; warn, naming each, about elements, defect
-        kinds and hosts the model never saw in training."""
+    def out_of_distribution(self, structure: Structure) -> str | None:
+        """What of a marked structure the model never saw in training (``"element(s) ['Mg'];
+        host Ga-N bulk"``), or None. Raises ValueError for elements outside its embedding."""
         z = {site.specie.Z for site in structure}
         too_big = {s for s in z if s > self.model.config.max_z}
         if too_big:
@@ -119,23 +119,26 @@ class Predictor:
         markers = set(markers_of(structure).tolist()) - self.known_markers
         if markers:
             unseen.append(f"defect kind(s) {sorted(MARKER_NAMES[m] for m in markers)}")
-        trained_on = ""
         if self._unseen_host(structure):
             unseen.append(f"host {structure_host_kind(structure)}")
-            hosts = sorted(self.known_host_kinds) or sorted(self.known_host_systems)
-            trained_on = f" (its hosts: {', '.join(hosts)})"
-        if unseen:
-            markers = markers_of(structure)
-            atoms = sum(
-                (s.species for s, m in zip(structure, markers, strict=True) if m != VACANCY),
-                Composition(),
-            )
-            warnings.warn(
-                f"{atoms.formula}: {'; '.join(unseen)} never seen in training by "
-                f"{self.checkpoint.name}{trained_on}: prediction is out of distribution",
-                OutOfDistributionWarning,
-                stacklevel=3,
-            )
+        return "; ".join(unseen) or None
+
+    def _warn_out_of_distribution(self, structure: Structure) -> None:
+        unseen = self.out_of_distribution(structure)
+        if unseen is None:
+            return
+        hosts = ""
+        if self._unseen_host(structure):
+            known = sorted(self.known_host_kinds or self.known_host_systems)
+            hosts = f" (its hosts: {', '.join(known)})"
+        markers = markers_of(structure)
+        real = (s.species for s, m in zip(structure, markers, strict=True) if m != VACANCY)
+        warnings.warn(
+            f"{sum(real, Composition()).formula}: {unseen} never seen in training by "
+            f"{self.checkpoint.name}{hosts}: prediction is out of distribution",
+            OutOfDistributionWarning,
+            stacklevel=3,
+        )
 
     def _unseen_host(self, structure: Structure) -> bool:
         """Whether the model never saw the structure's host: its chemical system, or that
@@ -177,7 +180,7 @@ class Predictor:
         graphs = []
         for s in structures:
             markers_of(s)
-            self._check_in_distribution(s)
+            self._warn_out_of_distribution(s)
             graphs.append(structure_to_graph(s, self.graph_settings))
         coords = predicted_coordinates(self.model, graphs, batch_size, self.device)
         return [self._relaxed(s, c.numpy()) for s, c in zip(structures, coords, strict=True)]

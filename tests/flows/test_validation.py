@@ -153,6 +153,7 @@ def test_predict_maker_one_job_for_a_batch(tiny_checkpoint, tmp_path):
     assert out.n_structures == len(entries) == len(out.structures)
     assert out.defect_ids == [e.defect_id for e in entries]
     assert out.wall_time_s >= out.predict_time_s > 0
+    assert out.out_of_distribution == [None] * len(entries)  # trained on MoS2 layers
     for entry, pred, dmax, dmean in zip(
         entries, out.structures, out.max_displacement, out.mean_displacement, strict=True
     ):
@@ -301,6 +302,8 @@ def test_emt_flow_stores_docs_and_rerun_adds_nothing(
             d["rmsd"] <= d["rmsd_tol"] and abs(d["energy_difference"]) <= d["energy_tol"]
         )
         assert d["prediction_time_s"] > 0
+        # the checkpoint was trained on MoS2 layers: each document says what it never saw
+        assert d["out_of_distribution"] == "element(s) ['Cu']; host Cu bulk"
         # the engine started once from each structure
         for start in (unrelaxed.cart_coords[: d["n_sites"]], predicted.cart_coords):
             same = [
@@ -314,6 +317,7 @@ def test_emt_flow_stores_docs_and_rerun_adds_nothing(
     assert summary["mean_steps_predicted"] == pytest.approx(np.mean(steps_p))
     assert summary["per_host"]["Cu"]["n_defects"] == spec.n
     assert summary["n_failed"] == 0
+    assert summary["n_out_of_distribution"] == spec.n
 
     # rerun: no job, no relaxation, no write
     outputs = n_job_outputs(store_dir)
