@@ -151,21 +151,15 @@ def results(
         if build:
             n_built = build_summaries(the_store, summaries)
             console.print(f"summary builder: {n_built} groups (re)built")
-        summaries.connect()
-        try:
+        with summaries:
             rows = query_summaries(summaries, query, limit=limit)
-        finally:
-            summaries.close()
         title = f"{len(rows)} summaries"
         table = summary_table
         if not rows and not build:
             console.print("no summaries stored: add --build to run the summary builder")
     else:
-        the_store.connect()
-        try:
+        with the_store:
             rows = query_docs(the_store, query, limit=limit, sort=sort)
-        finally:
-            the_store.close()
         title = f"{len(rows)} defects"
         table = docs_table
     to_stdout = False

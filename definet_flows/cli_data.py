@@ -80,16 +80,13 @@ def export(
     criteria: dict = {"host": {"$in": host}} if host else {}
     if settings_hash:
         criteria["settings_hash"] = {"$regex": f"^{re.escape(settings_hash.lower())}"}
-    the_store.connect()
-    try:
+    with the_store:
         counts = export_pairs(
             pairs_from_store(the_store, criteria, converged_only=not include_unconverged),
             out,
             {"train": train, "val": val, "test": test},
             seed=seed,
         )
-    finally:
-        the_store.close()
     if not counts:
         raise ValueError(f"{store}: no completed {source} documents to export")
     for name, splits in sorted(counts.items()):

@@ -214,11 +214,8 @@ class RelaxedPairsFlowMaker(Maker):
         """Keys already stored (failed ones left out with ``retry_failed``)."""
         from definet_flows.stores import finished_keys
 
-        self.store.connect()
-        try:
+        with self.store:
             return finished_keys(self.store, retry_failed=self.retry_failed)
-        finally:
-            self.store.close()
 
     def pending(self, entries: Sequence[DefectEntry]) -> list[DefectEntry]:
         """The defects still to relax (all of them without ``skip_finished``)."""
@@ -401,12 +398,9 @@ def run_generation(
     if parts:
         _run_all(parts, workers, progress)
     remove_empty_job_dirs(work_dir)
-    store.connect()
-    try:
+    with store:
         wanted = {pair_key(e.defect_id, engine) for e in entries}
         docs = [d for d in store.query(properties=["key", "status"]) if d["key"] in wanted]
-    finally:
-        store.close()
     return {
         "n_requested": len(entries),
         "n_run": len(pending),

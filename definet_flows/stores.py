@@ -190,11 +190,8 @@ def init_stores(store: Store) -> dict[str, list[str]]:
         (store, INDEXED_FIELDS, "key"),
         (summaries, SUMMARY_INDEXED_FIELDS, "summary_id"),
     ):
-        s.connect()
-        try:
+        with s:
             done[s.collection_name] = ensure_indexes(s, fields, key=key)
-        finally:
-            s.close()
     return done
 
 
@@ -270,12 +267,8 @@ def writing(store: Store) -> Iterator[Store]:
 
     path = getattr(store, "database_path", None)
     lock = FileLock(str(Path(path) / ".definet-write.lock")) if path else nullcontext()
-    with lock:
-        store.connect()
-        try:
-            yield store
-        finally:
-            store.close()
+    with lock, store:
+        yield store
 
 
 def upsert_validation_docs(

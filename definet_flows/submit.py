@@ -320,12 +320,9 @@ def check_jobflow_remote(
 
 def _check_queue_initialised(proj: Project) -> None:
     store = proj.get_queue_store()
-    store.connect()
-    try:
+    with store:
         aux = store._collection.database[proj.queue.auxiliary_collection]
         ready = aux.find_one({"next_id": {"$exists": True}}) is not None
-    finally:
-        store.close()
     if not ready:
         raise SubmissionError(
             f"the queue database of project {proj.name!r} is not initialised: run "

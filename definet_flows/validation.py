@@ -280,12 +280,8 @@ class ValidationFlowMaker(Maker):
         """Keys already in the results store (failed ones left out with ``retry_failed``)."""
         from definet_flows.stores import finished_keys
 
-        store = self._store()
-        store.connect()
-        try:
+        with self._store() as store:
             return finished_keys(store, retry_failed=self.retry_failed)
-        finally:
-            store.close()
 
     def _store(self) -> Store:
         if self.results_store is not None:
@@ -673,11 +669,8 @@ def validation_summary(store: Store, keys: Sequence[str], build: bool = True) ->
 
     n_built = build_summaries(store, summary_store(store)) if build else 0
     wanted = set(keys)
-    store.connect()
-    try:
+    with store:
         docs = [d for d in store.query(properties=SUMMARY_FIELDS) if d["key"] in wanted]
-    finally:
-        store.close()
     out = flatten_summary(summarize(docs))
     for group_by, name in (("host", "per_host"), ("defect_type", "per_defect_type")):
         groups: dict[str, list] = defaultdict(list)
