@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+from collections import defaultdict
 from pathlib import Path
 
 from definet.checkpoint import file_sha256, load_model
 from definet.data.dataset import load_split
+from definet.data.hosts import graph_host_kind
 from definet.inference import evaluate_graphs
+from definet.nn.definet import OutOfDistributionWarning
 from definet.predict import resolve_checkpoint
+from definet.scope import TrainingScope
 
 TABLE_COLUMNS = ("n", "mae", "dummy_mae", "ratio", "local_mae_3A", "displacement_error")
 
@@ -23,15 +28,37 @@ def evaluate_checkpoint(
 ) -> dict:
     """``{"hosts": {...}, "overall": {...}, "checkpoint": ..., "split": ...}`` for one split."""
     checkpoint = resolve_checkpoint(checkpoint)
-    model, graph_settings, _ = load_model(checkpoint)
+    model, graph_settings, metadata = load_model(checkpoint)
     graphs = load_split(
         data_root, split, settings=graph_settings, hosts=hosts, skip_bad=skip_bad, progress=progress
     )
+    warn_out_of_distribution(graphs, TrainingScope.from_metadata(metadata), checkpoint.name)
     result = evaluate_graphs(model, graphs, batch_size=batch_size)
     result["checkpoint"] = str(checkpoint)
     result["checkpoint_sha256"] = file_sha256(checkpoint)
     result["split"] = split
     return result
+
+
+def warn_out_of_distribution(graphs: list, scope: TrainingScope, checkpoint_name: str) -> None:
+    """One ``OutOfDistributionWarning`` per host folder holding something the checkpoint never
+    saw in training (element, kind of defect site, host)."""
+    by_host: dict[str, list] = defaultdict(list)
+    for graph in graphs:
+        by_host[graph.host].append(graph)
+    for host, members in sorted(by_host.items()):
+        z = {int(v) for g in members for v in g.z.unique()}
+        markers = {int(v) for g in members for v in g.marker.unique()}
+        kinds = sorted({graph_host_kind(g) for g in members})
+        parts = list(dict.fromkeys(p for k in kinds for p in scope.unseen(z, markers, k)))
+        if parts:
+            hosts = f" {scope.hosts_text()}" if any(map(scope.unseen_host, kinds)) else ""
+            warnings.warn(
+                f"{host}: {'; '.join(parts)} never seen in training by {checkpoint_name}"
+                f"{hosts}: its figures are out of distribution",
+                OutOfDistributionWarning,
+                stacklevel=2,
+            )
 
 
 def format_table(result: dict) -> str:

@@ -12,17 +12,11 @@ from pymatgen.core import Composition, Element, Structure
 
 from definet.checkpoint import file_sha256, load_model
 from definet.data.graphs import structure_to_graph
-from definet.data.hosts import chemical_system, structure_host_kind, systems_from_folder_names
-from definet.data.markers import (
-    DATASET_MARKERS,
-    MARKER_KEY,
-    MARKER_NAMES,
-    VACANCY,
-    mark_defects,
-    markers_of,
-)
+from definet.data.hosts import structure_host_kind
+from definet.data.markers import MARKER_KEY, VACANCY, mark_defects, markers_of
 from definet.inference import pick_device, predicted_coordinates
 from definet.nn.definet import OutOfDistributionWarning
+from definet.scope import TrainingScope
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -93,13 +87,7 @@ class Predictor:
         self.model, self.graph_settings, self.metadata = load_model(self.checkpoint)
         self.model.to(self.device)
         self.checkpoint_sha256 = file_sha256(self.checkpoint)
-        self.known_elements = set(self.metadata.get("elements", []))
-        self.known_markers = set(self.metadata.get("markers", DATASET_MARKERS))
-        self.known_host_kinds = set(self.metadata.get("host_kinds", []))
-        # checkpoints from before host kinds were recorded know their hosts by folder name only
-        self.known_host_systems = {
-            chemical_system(kind) for kind in self.known_host_kinds
-        } | systems_from_folder_names(self.metadata.get("hosts", []))
+        self.scope = TrainingScope.from_metadata(self.metadata)
 
     def out_of_distribution(self, structure: Structure) -> str | None:
         """What of a marked structure the model never saw in training (``"element(s) ['Mg'];
@@ -112,25 +100,16 @@ class Predictor:
                 f"{sorted(Element.from_Z(s).symbol for s in too_big)} outside the "
                 f"model's embedding (Z <= {self.model.config.max_z})"
             )
-        unseen = []
-        elements = z - self.known_elements if self.known_elements else set()
-        if elements:
-            unseen.append(f"element(s) {sorted(Element.from_Z(s).symbol for s in elements)}")
-        markers = set(markers_of(structure).tolist()) - self.known_markers
-        if markers:
-            unseen.append(f"defect kind(s) {sorted(MARKER_NAMES[m] for m in markers)}")
-        if self._unseen_host(structure):
-            unseen.append(f"host {structure_host_kind(structure)}")
-        return "; ".join(unseen) or None
+        parts = self.scope.unseen(z, markers_of(structure), structure_host_kind(structure))
+        return "; ".join(parts) or None
 
     def _warn_out_of_distribution(self, structure: Structure) -> None:
         unseen = self.out_of_distribution(structure)
         if unseen is None:
             return
         hosts = ""
-        if self._unseen_host(structure):
-            known = sorted(self.known_host_kinds or self.known_host_systems)
-            hosts = f" (its hosts: {', '.join(known)})"
+        if self.scope.unseen_host(structure_host_kind(structure)):
+            hosts = f" {self.scope.hosts_text()}"
         markers = markers_of(structure)
         real = (s.species for s, m in zip(structure, markers, strict=True) if m != VACANCY)
         warnings.warn(
@@ -138,18 +117,6 @@ class Predictor:
             f"{self.checkpoint.name}{hosts}: prediction is out of distribution",
             OutOfDistributionWarning,
             stacklevel=3,
-        )
-
-    def _unseen_host(self, structure: Structure) -> bool:
-        """Whether the model never saw the structure's host: its chemical system, or that
-        system as a layer or as bulk (where the checkpoint records which it saw)."""
-        if not self.known_host_systems:
-            return False
-        kind = structure_host_kind(structure)
-        system = chemical_system(kind)
-        same_system = {k for k in self.known_host_kinds if chemical_system(k) == system}
-        return system not in self.known_host_systems or bool(
-            same_system and kind not in same_system
         )
 
     def predict(

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from definet.checkpoint import load_model
 from definet.data.dataset import load_split
 from definet.data.markers import MARKER_KEY, VACANCY, mark_defects, pristine_supercell
+from definet.evaluate import evaluate_checkpoint
 from definet.inference import predicted_coordinates
 from definet.predict import OutOfDistributionWarning, Predictor
 from definet_flows.cli import app
@@ -229,6 +230,27 @@ def test_cli_evaluate_on_a_test_only_root(
     assert {"local_mae_3A", "local_mae_6A", "displacement_error"} <= set(row)
     assert report["overall"]["n"] == 2
     assert "MoS2_500" in result.output
+
+
+def test_evaluate_names_what_a_host_folder_holds_outside_training(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("DEFINET_CACHE_DIR", str(tmp_path / "cache"))
+    meta = {"elements": [16, 42], "hosts": ["WSe2_500"], "host_kinds": ["Se-W layer"]}
+    other = tiny_checkpoint(tmp_path / "wse2.pt", metadata=meta)
+    with pytest.warns(OutOfDistributionWarning) as record:
+        evaluate_checkpoint(tiny_dataset, "test", other, progress=False)
+    assert [str(w.message) for w in record] == [
+        "MoS2_500: element(s) ['W']; host Mo-S layer never seen in training by wse2.pt "
+        "(its hosts: Se-W layer): its figures are out of distribution"
+    ]
+    seen = tiny_checkpoint(tmp_path / "mos2.pt", metadata=meta | {"host_kinds": ["Mo-S layer"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDistributionWarning)
+        with pytest.raises(
+            OutOfDistributionWarning, match=r"^MoS2_500: element\(s\) \['W'\] never"
+        ):
+            evaluate_checkpoint(tiny_dataset, "test", seen, progress=False)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
