@@ -52,10 +52,9 @@ def warn_out_of_distribution(graphs: list, scope: TrainingScope, checkpoint_name
         kinds = sorted({graph_host_kind(g) for g in members})
         parts = list(dict.fromkeys(p for k in kinds for p in scope.unseen(z, markers, k)))
         if parts:
-            hosts = f" {scope.hosts_text()}" if any(map(scope.unseen_host, kinds)) else ""
             warnings.warn(
                 f"{host}: {'; '.join(parts)} never seen in training by {checkpoint_name}"
-                f"{hosts}: its figures are out of distribution",
+                f"{scope.hosts_note(kinds)}: its figures are out of distribution",
                 OutOfDistributionWarning,
                 stacklevel=2,
             )

@@ -107,9 +107,7 @@ class Predictor:
         unseen = self.out_of_distribution(structure)
         if unseen is None:
             return
-        hosts = ""
-        if self.scope.unseen_host(structure_host_kind(structure)):
-            hosts = f" {self.scope.hosts_text()}"
+        hosts = self.scope.hosts_note([structure_host_kind(structure)])
         markers = markers_of(structure)
         real = (s.species for s, m in zip(structure, markers, strict=True) if m != VACANCY)
         warnings.warn(

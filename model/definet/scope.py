@@ -59,6 +59,9 @@ class TrainingScope:
             parts.append(f"host {host_kind}")
         return parts
 
-    def hosts_text(self) -> str:
-        """``"(its hosts: B-N layer, ...)"``, for a warning about an unseen host."""
-        return f"(its hosts: {', '.join(sorted(self.host_kinds or self.host_systems))})"
+    def hosts_note(self, kinds: Iterable[str]) -> str:
+        """``" (its hosts: B-N layer, ...)"`` where any of ``kinds`` is an unseen host, else
+        ``""``: the end of a warning's subject."""
+        if not any(map(self.unseen_host, kinds)):
+            return ""
+        return f" (its hosts: {', '.join(sorted(self.host_kinds or self.host_systems))})"

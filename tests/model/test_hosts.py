@@ -58,3 +58,27 @@ def test_symbols_match_pymatgen() -> None:
     from definet.data.hosts import SYMBOLS
 
     assert SYMBOLS[1:] == [Element.from_Z(z).symbol for z in range(1, 119)]
+
+
+def test_scope_checks_system_and_layer_or_bulk() -> None:
+    from definet.scope import TrainingScope
+
+    scope = TrainingScope.from_metadata(
+        {"elements": [14, 31, 7], "host_kinds": ["Si bulk", "Ga-N bulk"], "hosts": ["hBN"]}
+    )
+    assert not scope.unseen_host("Si bulk")
+    assert scope.unseen_host("Si layer")  # a silicene-like layer: only bulk Si was seen
+    assert not scope.unseen_host("B-N layer")  # known by folder name only: not as layer or bulk
+    assert not scope.unseen_host("B-N bulk")
+    assert scope.unseen([14, 12], [0, 3], "Mg-Si bulk") == [
+        "element(s) ['Mg']",
+        "defect kind(s) ['interstitial']",
+        "host Mg-Si bulk",
+    ]
+    assert scope.unseen([14], [0, 1, 2], "Si bulk") == []
+    assert scope.hosts_note(["Si bulk"]) == ""
+    assert scope.hosts_note(["Si layer"]) == " (its hosts: Ga-N bulk, Si bulk)"
+    # a checkpoint that recorded nothing checks nothing but interstitials
+    empty = TrainingScope.from_metadata({})
+    assert empty.unseen([92], [0, 2], "U bulk") == []
+    assert empty.unseen([92], [3], "U bulk") == ["defect kind(s) ['interstitial']"]
