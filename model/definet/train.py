@@ -111,6 +111,17 @@ def denoising_start(batch: Data, fraction: float, sigma: float) -> torch.Tensor:
     return torch.where(moved, noisy, batch.pos)
 
 
+def path_start(batch: Data, fraction: float) -> torch.Tensor:
+    """Starting coordinates where a random ``fraction`` of the batch's structures start at a
+    uniformly drawn point of the straight path from their unrelaxed to their relaxed
+    coordinates (a new tensor); the others, and every vacancy node, keep their start."""
+    n = batch.num_graphs
+    chosen = torch.rand(n, device=batch.pos.device) < fraction
+    t = torch.rand(n, device=batch.pos.device, dtype=batch.pos.dtype) * chosen
+    t = torch.where(batch.marker != VACANCY, t[batch.batch], 0.0).unsqueeze(-1)
+    return batch.pos + t * (batch.y.to(batch.pos.dtype) - batch.pos)
+
+
 class Trainer:
     """Owns the loop; ``fit()`` trains from scratch or resumes from ``out_dir/last.pt``."""
 
@@ -419,6 +430,8 @@ class Trainer:
                     batch.pos = noisy_start(batch, c.position_noise)
                 if c.denoise_fraction:
                     batch.pos = denoising_start(batch, c.denoise_fraction, c.denoise_noise)
+                if c.path_fraction:
+                    batch.pos = path_start(batch, c.path_fraction)
                 loss, terms = self.batch_loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

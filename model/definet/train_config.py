@@ -81,6 +81,11 @@ class TrainConfig:
     #: (0: none).
     denoise_fraction: float = 0.0
     denoise_noise: float = 0.1
+    #: Partly relaxed starts: this fraction of each batch's structures starts at a random point
+    #: of the straight path from its unrelaxed to its relaxed coordinates (a fraction drawn
+    #: uniformly from [0, 1) per structure; target still the relaxed structure), so the model
+    #: also learns to finish a relaxation that is under way (0: none).
+    path_fraction: float = 0.0
     #: Sharpness-aware minimisation (Foret et al., ICLR 2021): radius of the weight step up the
     #: gradient at which each batch's gradient is taken (0: plain AdamW). Flatter minima are
     #: meant to generalise better; each step costs two forward and backward passes.
@@ -124,6 +129,7 @@ class TrainConfig:
             "layer_loss_weight",
             "denoise_fraction",
             "denoise_noise",
+            "path_fraction",
             "teacher_copies",
             "teacher_weight",
         ):
@@ -144,8 +150,9 @@ class TrainConfig:
                 "teacher copies move the defects but keep each graph's edges: not with "
                 "graph.defect_cutoff, whose edges start at the defects"
             )
-        if config.denoise_fraction > 1:
-            raise ValueError(f"denoise_fraction must be <= 1, got {config.denoise_fraction}")
+        for name in ("denoise_fraction", "path_fraction"):
+            if getattr(config, name) > 1:
+                raise ValueError(f"{name} must be <= 1, got {getattr(config, name)}")
         if config.uses_force_field and config.loss_force_field not in FORCE_FIELDS:
             raise ValueError(
                 f"loss_force_field must be one of {FORCE_FIELDS}, got {config.loss_force_field!r}"

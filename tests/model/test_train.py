@@ -13,7 +13,7 @@ from definet.data.markers import VACANCY
 from definet.inference import evaluate_graphs, predict_batch, predict_layer_positions
 from definet.losses import bond_loss, coordinate_loss, host_loss_weights, training_loss
 from definet.nn import DefiNetConfig
-from definet.train import Trainer, denoising_start, noisy_start
+from definet.train import Trainer, denoising_start, noisy_start, path_start
 from definet.train_config import TrainConfig
 
 from .conftest import SMALL_GRAPH, defect_graphs
@@ -284,6 +284,32 @@ def test_denoising_start_moves_chosen_structures_near_their_relaxed_coordinates(
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="denoise_fraction must be"):
             TrainConfig.from_dict({"denoise_fraction": bad})
+
+
+def test_path_start_puts_chosen_structures_on_their_relaxation_path(tmp_path: Path) -> None:
+    from torch_geometric.data import Batch
+
+    data = defect_graphs(4)
+    batch = Batch.from_data_list(data)
+    real = batch.marker != VACANCY
+    assert torch.equal(path_start(batch, 0.0), batch.pos)
+    torch.manual_seed(0)
+    start = path_start(batch, 1.0)
+    assert torch.equal(start[~real], batch.pos[~real])  # vacancy nodes stay at their sites
+    for i in range(4):
+        atoms = (batch.batch == i) & real
+        move, done = batch.y[atoms] - batch.pos[atoms], start[atoms] - batch.pos[atoms]
+        t = (done * move).sum() / (move * move).sum()  # one fraction of the path per structure
+        assert 0 < t < 1 and torch.allclose(done, t * move, atol=1e-6)
+    torch.manual_seed(1)
+    half = path_start(batch, 0.5)
+    kept = [torch.equal(half[batch.batch == i], batch.pos[batch.batch == i]) for i in range(4)]
+    assert 0 < sum(kept) < 4, kept
+    cfg = config(tmp_path, epochs=1, path_fraction=0.5)
+    assert Trainer(cfg, data[:2], data[2:], progress=False).fit().exists()
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="path_fraction must be"):
+            TrainConfig.from_dict({"path_fraction": bad})
 
 
 def test_sharpness_aware_gradient_is_taken_up_the_gradient(tmp_path: Path) -> None:
