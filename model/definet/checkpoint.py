@@ -155,16 +155,17 @@ def routed_payload(
     members: list[dict[str, Any]],
     max_defect_fraction: list[float],
     metadata: dict | None = None,
+    member_hosts: list[list[list[int]] | None] | None = None,
 ) -> dict[str, Any]:
     """One checkpoint of several model payloads, served by :class:`DensityRoutedDefiNet`.
 
     ``members`` are :func:`model_payload` (or :func:`ensemble_payload`) dicts from the lowest to
     the highest defect density; one graph per structure serves every member
-    (:func:`_serving_graph_settings`).
+    (:func:`_serving_graph_settings`); ``member_hosts`` as in :class:`DensityRoutedDefiNet`.
     """
     settings = _serving_graph_settings(members, "a routed")
-    DensityRoutedDefiNet(  # checks member count against bounds, ascending bounds
-        [_definet_from_payload(m) for m in members], max_defect_fraction
+    routed = DensityRoutedDefiNet(  # checks member count against bounds, ascending bounds
+        [_definet_from_payload(m) for m in members], max_defect_fraction, member_hosts
     )
     return {
         "format_version": FORMAT_VERSION,
@@ -172,6 +173,7 @@ def routed_payload(
         "graph_settings": settings,
         "members": members,
         "max_defect_fraction": [float(f) for f in max_defect_fraction],
+        "member_hosts": routed.member_hosts,
         "metadata": metadata or {},
     }
 
@@ -230,6 +232,7 @@ def load_model(
             model = DensityRoutedDefiNet(
                 [_definet_from_payload(m, graph) for m in payload["members"]],
                 payload["max_defect_fraction"],
+                payload.get("member_hosts"),  # files from before session 44: any host
             )
         else:
             model = _definet_from_payload(payload)

@@ -44,6 +44,38 @@ def test_each_structure_gets_its_members_prediction(structures) -> None:
     )
 
 
+def test_a_member_serves_only_its_hosts(tmp_path: Path, structures) -> None:
+    low, high = member(0), member(1)
+    sparse_wse2 = structures[0].copy()  # 1.9% defects, like the low-density MoS2 ones
+    sparse_wse2.replace_species({"Mo": "W", "S": "Se"})
+    batch = [*structures, sparse_wse2]
+    routed = DensityRoutedDefiNet([low, high], [0.03], [[[16, 42]]]).eval()  # MoS2 only
+    got = run(routed, batch)
+    for s, out in zip(batch, got, strict=True):
+        low_density_mos2 = len(s) > 100 and "Mo" in s.composition
+        alone = run(low if low_density_mos2 else high, [s])[0]
+        np.testing.assert_allclose(out, alone, atol=1e-5)
+    assert np.abs(run(low, [sparse_wse2])[0] - got[-1]).max() > 1e-3  # routing decided it
+    # substitutions do not change the host: W on a Mo site of MoS2 is still MoS2
+    assert "W" in structures[0].composition
+    # the hosts travel with the checkpoint
+    path = save_atomic(
+        routed_payload(
+            [model_payload(low, SETTINGS), model_payload(high, SETTINGS)],
+            [0.03],
+            None,
+            [[[42, 16]]],
+        ),
+        tmp_path / "routed-hosts.pt",
+    )
+    loaded = load_model(path)[0]
+    assert loaded.member_hosts == [[[16, 42]]]
+    for a, b in zip(run(loaded, batch), got, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="2 members need 1 host lists"):
+        DensityRoutedDefiNet([low, high], [0.03], [None, None])
+
+
 def test_routed_checkpoint_round_trip(tmp_path: Path, structures) -> None:
     low, high = member(0), member(1)
     path = save_atomic(

@@ -47,3 +47,14 @@ def test_host_kinds_of_old_checkpoints_come_from_the_unit_cells(ship_model, tiny
     assert ship_model.host_kinds_of(recorded, str(tiny_dataset)) == {"Mo-S bulk"}
     with pytest.raises(SystemExit, match="no host folder WSe2_500"):
         ship_model.host_kinds_of({"hosts": ["MoS2_500", "WSe2_500"]}, str(tiny_dataset))
+
+
+def test_member_1_serves_the_low_density_hosts(ship_model) -> None:
+    assert ship_model.low_density_hosts(["MoS2", "WSe2"]) == [[16, 42], [34, 74]]
+    assert ship_model.low_density_hosts(["any"]) is None
+    for bad in ("Xx2", "mos2"):
+        with pytest.raises(SystemExit, match=f"--low-density-hosts {bad}: "):
+            ship_model.low_density_hosts(["MoS2", bad])
+    clause = ship_model.hosts_clause([[16, 42], [34, 74]])
+    assert "is Mo-S or Se-W, the hosts of the low-density set" in clause
+    assert ship_model.hosts_clause(None) == ""
