@@ -78,10 +78,7 @@ def hosts_clause(hosts: list[list[int]] | None) -> str:
     if hosts is None:
         return ""
     names = " or ".join("-".join(sorted(Element.from_Z(z).symbol for z in h)) for h in hosts)
-    return (
-        f"and whose host (the elements of its pristine and vacant sites) is {names}, the hosts "
-        "of the low-density set, "
-    )
+    return f"and whose host (the elements of its pristine and vacant sites) is {names} "
 
 
 def member_card(checkpoint: str, config_path: str, meta: dict[str, Any]) -> dict[str, Any]:
