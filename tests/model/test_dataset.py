@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,13 @@ from pymatgen.io.cif import CifWriter
 from pymatgen.util.coord import pbc_diff
 
 import definet.data.dataset as dataset
-from definet.data.dataset import DatasetError, SkippedPairWarning, find_host_folders, load_split
+from definet.data.dataset import (
+    DatasetError,
+    FarMoveWarning,
+    SkippedPairWarning,
+    find_host_folders,
+    load_split,
+)
 from definet.data.graphs import GraphSettings
 
 SETTINGS = GraphSettings(cutoff=4.0, max_neighbors=12)
@@ -94,6 +101,29 @@ def test_mismatched_pair_names_the_file(tiny_dataset: Path, tmp_path: Path) -> N
         load_split(
             tiny_dataset, "val", SETTINGS, cache_dir=tmp_path / "c", workers=1, progress=False
         )
+
+
+def test_an_atom_moved_further_than_dft_ever_moved_one_is_named(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FarMoveWarning)
+        load_split(
+            tiny_dataset, "val", SETTINGS, cache_dir=tmp_path / "a", workers=1, progress=False
+        )
+    relaxed_path = (
+        tiny_dataset / "high_density_defects" / "MoS2_500" / "CIF" / "MoS2_test_004_relaxed.cif"
+    )
+    relaxed = Structure.from_file(relaxed_path)
+    relaxed.translate_sites([3], [0, 0, 6.0], frac_coords=False)  # as if another atom's place
+    CifWriter(relaxed).write_file(relaxed_path)
+    with pytest.warns(FarMoveWarning) as record:
+        graphs = load_split(
+            tiny_dataset, "val", SETTINGS, cache_dir=tmp_path / "b", workers=1, progress=False
+        )
+    assert len(graphs) == 2  # still read: a warning, not a refusal
+    assert len(record) == 1
+    assert str(record[0].message).startswith("MoS2_500/MoS2_test_004: an atom moves 6.0 A ")
 
 
 def _not_a_cif(path: Path) -> None:

@@ -35,7 +35,7 @@ from torch_geometric.data import Data
 from definet.checkpoint import save_atomic
 from definet.data.graphs import GraphSettings, structure_to_graph
 from definet.data.hosts import host_formula
-from definet.data.markers import mark_defects, pristine_supercell
+from definet.data.markers import VACANCY, mark_defects, pristine_supercell
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -48,6 +48,16 @@ class DatasetError(ValueError):
 
 class SkippedPairWarning(UserWarning):
     """A pair was skipped (``skip_bad``): the message names the file and the reason."""
+
+
+class FarMoveWarning(UserWarning):
+    """An atom moves further between a pair's two files than any DFT relaxation of the DefiNet
+    set moved one: often two files that list the atoms in different orders."""
+
+
+#: Largest move (A) of an atom between a pair's files that passes without a FarMoveWarning:
+#: above the largest DFT move in the DefiNet training data (4.14 A, high-density set).
+FAR_MOVE = 5.0
 
 
 def default_cache_dir() -> Path:
@@ -325,4 +335,21 @@ def load_split(
         if not bad:  # only complete splits are cached, so a fixed file is picked up next time
             _save_graphs(good, cache_file)
         graphs.extend(good)
+    warn_far_moves(graphs)
     return graphs
+
+
+def warn_far_moves(graphs: Sequence[Data], limit: float = FAR_MOVE) -> None:
+    """One FarMoveWarning per pair in which a real atom moves more than ``limit`` A."""
+    for graph in graphs:
+        real = graph.marker != VACANCY
+        moves = (graph.y[real] - graph.pos[real]).norm(dim=-1)  # targets are unwrapped
+        if len(moves) and float(moves.max()) > limit:
+            warnings.warn(
+                f"{graph.host}/{graph.atoms_id}: an atom moves {float(moves.max()):.1f} A "
+                f"between the unrelaxed and relaxed files (more than {limit} A, further than "
+                "any DFT relaxation of the DefiNet set moved one): check that both list the "
+                "atoms in the same order",
+                FarMoveWarning,
+                stacklevel=2,
+            )
