@@ -114,7 +114,8 @@ def host_kinds_of(meta: dict[str, Any], data_root: str) -> set[str]:
     missing = sorted(set(meta["hosts"]) - set(folders))
     if missing:
         sys.exit(f"error: --data-root {data_root}: no host folder {', '.join(missing)}")
-    return {structure_host_kind(read_structure(folders[h].unit_cell)) for h in meta["hosts"]}
+    kinds = {structure_host_kind(read_structure(folders[h].unit_cell)) for h in meta["hosts"]}
+    return kinds - {None}
 
 
 def routed_validation(path: Path, data_root: str) -> dict:
@@ -321,11 +322,12 @@ def main() -> None:
         hosts, elements = set(meta["hosts"]), set(meta["elements"])
         for card in high_cards:
             hosts |= set(card["hosts"])
-            elements |= set(card["elements_seen"])
-        # each structure goes to one member: the file has seen what any member saw
+            elements &= set(card["elements_seen"])
+        # a structure may go to any member (routing looks at its density, not at what the
+        # members saw): the file vouches for what every member saw
         member_metas = [meta, *(m["metadata"] for m in high_members)]
-        host_kinds = set.union(*(host_kinds_of(m, args.data_root) for m in member_metas))
-        markers = set.union(*(set(m.get("markers", DATASET_MARKERS)) for m in member_metas))
+        host_kinds = set.intersection(*(host_kinds_of(m, args.data_root) for m in member_metas))
+        markers = set.intersection(*(set(m.get("markers", DATASET_MARKERS)) for m in member_metas))
         if len(high_cards) == 1:
             members.append(high_cards[0])
         else:

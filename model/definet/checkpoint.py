@@ -124,7 +124,8 @@ def ensemble_from_files(paths: list[str | Path]) -> dict[str, Any]:
         members.append(model_payload(model, graph, metadata=metadata))
         sources.append({"checkpoint": str(path), "sha256": file_sha256(path)})
         elements.append(set(metadata.get("elements", [])))
-        host_kinds.append(set(metadata.get("host_kinds", [])))
+        kinds = metadata.get("host_kinds")
+        host_kinds.append(None if kinds is None else set(kinds))
         markers.append(set(metadata.get("markers", DATASET_MARKERS)))
         hosts |= set(metadata.get("hosts", []))
     metadata: dict[str, Any] = {
@@ -134,7 +135,7 @@ def ensemble_from_files(paths: list[str | Path]) -> dict[str, Any]:
     }
     if all(elements):
         metadata["elements"] = sorted(set.intersection(*elements))
-    if all(host_kinds):
+    if all(kinds is not None for kinds in host_kinds):
         metadata["host_kinds"] = sorted(set.intersection(*host_kinds))
     return ensemble_payload(members, metadata)
 

@@ -49,7 +49,7 @@ def warn_out_of_distribution(graphs: list, scope: TrainingScope, checkpoint_name
     for host, members in sorted(by_host.items()):
         z = {int(v) for g in members for v in g.z.unique()}
         markers = {int(v) for g in members for v in g.marker.unique()}
-        kinds = sorted({graph_host_kind(g) for g in members})
+        kinds = sorted({graph_host_kind(g) for g in members} - {None})
         parts = list(dict.fromkeys(p for k in kinds for p in scope.unseen(z, markers, k)))
         if parts:
             warnings.warn(

@@ -15,41 +15,47 @@ from definet.data.markers import DATASET_MARKERS, MARKER_NAMES
 class TrainingScope:
     """Elements (Z), defect markers and host kinds a checkpoint was trained on.
 
-    Checkpoints from before host kinds were recorded know their hosts by dataset folder name
-    only (``host_systems``): their inputs are checked by chemical system, not as layer or bulk.
+    None where the checkpoint recorded nothing (nothing is checked). Checkpoints from before host
+    kinds were recorded know their hosts by dataset folder name only (``host_systems``): their
+    inputs are checked by chemical system, not as layer or bulk.
     """
 
-    elements: frozenset[int]
+    elements: frozenset[int] | None
     markers: frozenset[int]
-    host_kinds: frozenset[str]
+    host_kinds: frozenset[str] | None
     host_systems: frozenset[str]
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> TrainingScope:
         """The scope recorded in a checkpoint's metadata (as :func:`load_model` returns it)."""
-        kinds = frozenset(metadata.get("host_kinds", []))
-        systems = {chemical_system(k) for k in kinds}
+        kinds = metadata.get("host_kinds")
+        elements = metadata.get("elements")
         return cls(
-            elements=frozenset(metadata.get("elements", [])),
+            elements=None if elements is None else frozenset(elements),
             markers=frozenset(metadata.get("markers", DATASET_MARKERS)),
-            host_kinds=kinds,
-            host_systems=frozenset(systems | systems_from_folder_names(metadata.get("hosts", []))),
+            host_kinds=None if kinds is None else frozenset(kinds),
+            host_systems=frozenset(
+                {chemical_system(k) for k in kinds}
+                if kinds is not None
+                else systems_from_folder_names(metadata.get("hosts", []))
+            ),
         )
 
-    def unseen_host(self, kind: str) -> bool:
-        """Whether a host kind (``"Ga-N bulk"``) lies outside the scope: another chemical
-        system, or the same one as bulk where only layers were seen (or the reverse)."""
-        if not self.host_systems:
+    def unseen_host(self, kind: str | None) -> bool:
+        """Whether a host kind (``"Ga-N bulk"``; None: a structure without host sites) lies
+        outside the scope: another chemical system, or, where the checkpoint recorded host
+        kinds, the same system as bulk where only layers were seen (or the reverse)."""
+        if kind is None:
             return False
-        system = chemical_system(kind)
-        same_system = {k for k in self.host_kinds if chemical_system(k) == system}
-        return system not in self.host_systems or bool(same_system and kind not in same_system)
+        if self.host_kinds is not None:
+            return kind not in self.host_kinds
+        return bool(self.host_systems) and chemical_system(kind) not in self.host_systems
 
-    def unseen(self, z: Iterable[int], markers: Iterable[int], host_kind: str) -> list[str]:
+    def unseen(self, z: Iterable[int], markers: Iterable[int], host_kind: str | None) -> list[str]:
         """What of an input lies outside the scope, e.g. ``["element(s) ['Mg']", "host Ga-N
         bulk"]``; empty when nothing does."""
         parts = []
-        elements = set(z) - self.elements if self.elements else set()
+        elements = set() if self.elements is None else set(z) - self.elements
         if elements:
             parts.append(f"element(s) {sorted(SYMBOLS[e] for e in elements)}")
         kinds = set(markers) - self.markers
@@ -59,9 +65,10 @@ class TrainingScope:
             parts.append(f"host {host_kind}")
         return parts
 
-    def hosts_note(self, kinds: Iterable[str]) -> str:
+    def hosts_note(self, kinds: Iterable[str | None]) -> str:
         """``" (its hosts: B-N layer, ...)"`` where any of ``kinds`` is an unseen host, else
         ``""``: the end of a warning's subject."""
         if not any(map(self.unseen_host, kinds)):
             return ""
-        return f" (its hosts: {', '.join(sorted(self.host_kinds or self.host_systems))})"
+        known = self.host_kinds if self.host_kinds is not None else self.host_systems
+        return f" (its hosts: {', '.join(sorted(known)) or 'none recorded'})"

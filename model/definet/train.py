@@ -187,15 +187,22 @@ class Trainer:
         self.elapsed = 0.0
         self.history_hosts = sorted({g.host for g in self.train_graphs})
         self.elements = sorted({int(z) for g in self.train_graphs for z in g.z.unique()})
-        self.host_kinds = sorted({graph_host_kind(g) for g in self.train_graphs})
+        self.host_kinds: list[str] | None = sorted(
+            {graph_host_kind(g) for g in self.train_graphs} - {None}
+        )
         self.markers = sorted({int(m) for g in self.train_graphs for m in g.marker.unique()})
         if config.init_from:  # a fine-tuned model still knows what it was pre-trained on
             self.history_hosts = sorted(
                 set(self.history_hosts) | set(pretrained_meta.get("hosts", []))
             )
             self.elements = sorted(set(self.elements) | set(pretrained_meta.get("elements", [])))
-            self.host_kinds = sorted(
-                set(self.host_kinds) | set(pretrained_meta.get("host_kinds", []))
+            # a pre-trained model that recorded no host kinds knows its hosts by folder name
+            # only: record none, so that predictions check both by folder name
+            pretrained_kinds = pretrained_meta.get("host_kinds")
+            self.host_kinds = (
+                None
+                if pretrained_kinds is None
+                else sorted(set(self.host_kinds) | set(pretrained_kinds))
             )
             self.markers = sorted(
                 set(self.markers) | set(pretrained_meta.get("markers", DATASET_MARKERS))
@@ -265,10 +272,11 @@ class Trainer:
         log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
 
     def metadata(self, val: dict | None = None) -> dict[str, Any]:
+        kinds = {} if self.host_kinds is None else {"host_kinds": self.host_kinds}
         return {
             "hosts": self.history_hosts,
             "elements": self.elements,
-            "host_kinds": self.host_kinds,
+            **kinds,
             "markers": self.markers,
             "n_train": len(self.train_graphs) - self.n_teacher_labelled,
             "n_teacher_labelled": self.n_teacher_labelled,

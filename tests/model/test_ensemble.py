@@ -151,12 +151,18 @@ def test_cli_ensemble_averages_checkpoint_files(tmp_path: Path, structures) -> N
     nets = [member(1), member(2)]
     seen = [[16, 42, 74], [16, 42]]  # the second member never saw W, nor bulk MoS2
     kinds = [["Mo-S bulk", "Mo-S layer"], ["Mo-S layer"]]
+    markers = [[0, 1, 2, 3], [0, 1, 2]]  # the second never saw an interstitial
     files = [
         save_atomic(
             model_payload(
                 net,
                 SETTINGS,
-                metadata={"elements": els, "hosts": [f"h{k}"], "host_kinds": kinds[k]},
+                metadata={
+                    "elements": els,
+                    "hosts": [f"h{k}"],
+                    "host_kinds": kinds[k],
+                    "markers": markers[k],
+                },
             ),
             tmp_path / f"m{k}.pt",
         )

@@ -24,10 +24,16 @@ def test_substituted_sites_are_not_the_host_and_vacancy_nodes_are() -> None:
     # unmarked, the W counts as the host's
     assert structure_host_kind(unrelaxed) == "Mo-S-W layer"
     assert graph_host_kind(structure_to_graph(marked, GraphSettings(4.0, 12))) == "Mo-S layer"
-    # only S left apart from the vacancy node: the host is still Mo-S
+    # with the Mo removed only S is left on host sites (and the S vacancy node)
     only_s = marked.copy()
     only_s.remove_species(["Mo", "W"])
     assert structure_host_kind(only_s) == "S layer"
+    # no pristine or vacant site at all: no host to name
+    all_substituted = mark_defects(unrelaxed, ideal)
+    all_substituted.add_site_property("defect_marker", [1] * len(all_substituted))
+    assert structure_host_kind(all_substituted) is None
+    graph = structure_to_graph(all_substituted, GraphSettings(4.0, 12))
+    assert graph_host_kind(graph) is None
 
 
 @pytest.mark.parametrize("c", [3.2, 6.0])
@@ -68,8 +74,15 @@ def test_scope_checks_system_and_layer_or_bulk() -> None:
     )
     assert not scope.unseen_host("Si bulk")
     assert scope.unseen_host("Si layer")  # a silicene-like layer: only bulk Si was seen
-    assert not scope.unseen_host("B-N layer")  # known by folder name only: not as layer or bulk
-    assert not scope.unseen_host("B-N bulk")
+    assert scope.unseen_host("B-N layer")  # recorded kinds decide, not folder names
+    assert not scope.unseen_host(None)  # a structure without host sites names no host
+    # a checkpoint from before host kinds: its folder names give chemical systems only
+    by_name = TrainingScope.from_metadata({"hosts": ["hBN_spin_500", "not a formula!"]})
+    assert not by_name.unseen_host("B-N layer") and not by_name.unseen_host("B-N bulk")
+    assert by_name.unseen_host("Ga-N bulk")
+    assert by_name.hosts_note(["Ga-N bulk"]) == " (its hosts: B-N)"
+    # members that share no host: an ensemble of them has seen none for sure
+    assert TrainingScope.from_metadata({"host_kinds": []}).unseen_host("Mo-S layer")
     assert scope.unseen([14, 12], [0, 3], "Mg-Si bulk") == [
         "element(s) ['Mg']",
         "defect kind(s) ['interstitial']",

@@ -74,6 +74,9 @@ def test_a_member_serves_only_its_hosts(tmp_path: Path, structures) -> None:
         np.testing.assert_allclose(a, b, atol=1e-6)
     with pytest.raises(ValueError, match="2 members need 1 host lists"):
         DensityRoutedDefiNet([low, high], [0.03], [None, None])
+    for empty in ([[]], [[[]]]):  # a member that could never serve, or a host of no element
+        with pytest.raises(ValueError, match="member hosts"):
+            DensityRoutedDefiNet([low, high], [0.03], empty)
 
 
 def test_routed_checkpoint_round_trip(tmp_path: Path, structures) -> None:

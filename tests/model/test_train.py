@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from definet.checkpoint import CheckpointError, load_model, read_checkpoint, save_atomic
+from definet.checkpoint import (
+    CheckpointError,
+    load_model,
+    model_payload,
+    read_checkpoint,
+    save_atomic,
+)
 from definet.data.markers import VACANCY
 from definet.inference import evaluate_graphs, predict_batch, predict_layer_positions
 from definet.losses import bond_loss, coordinate_loss, host_loss_weights, training_loss
@@ -426,6 +432,35 @@ def test_init_from_grows_depth_without_changing_predictions(
     grown.fit()
     after = evaluate_graphs(grown.model, data[2:])["overall"]["mae"]
     assert after != pytest.approx(before, abs=1e-9)  # the new layers train
+
+
+def test_fine_tuning_keeps_what_the_base_model_saw(tmp_path: Path) -> None:
+    data = defect_graphs(3)
+    best = Trainer(config(tmp_path / "base", epochs=1), data[:2], data[2:], progress=False).fit()
+    base, settings, meta = load_model(best)
+    tuned = Trainer(
+        config(tmp_path / "tuned", epochs=1, init_from=str(best)),
+        data[:2],
+        data[2:],
+        progress=False,
+    )
+    assert tuned.metadata()["host_kinds"] == ["Mo-S layer"] == meta["host_kinds"]
+    # a base model from before host kinds were recorded, trained on WSe2: its hosts are known
+    # by folder name only, so the fine-tuned one records no kinds (names for both, no false
+    # warning on the base model's layers)
+    old = save_atomic(
+        model_payload(base, settings, metadata={"hosts": ["WSe2_500"], "elements": [34, 74]}),
+        tmp_path / "old.pt",
+    )
+    tuned = Trainer(
+        config(tmp_path / "tuned-old", epochs=1, init_from=str(old)),
+        data[:2],
+        data[2:],
+        progress=False,
+    )
+    recorded = tuned.metadata()
+    assert "host_kinds" not in recorded
+    assert recorded["hosts"] == ["MoS2_test", "WSe2_500"] and recorded["markers"] == [0, 1, 2]
 
 
 @pytest.mark.parametrize(

@@ -56,23 +56,28 @@ def _host_symbols(symbols: Iterable[str], markers: Iterable[int]) -> list[str]:
     return [s for s, m in zip(symbols, markers, strict=True) if m in (PRISTINE, VACANCY)]
 
 
-def structure_host_kind(structure: Structure) -> str:
-    """Host kind of a structure, marked or not (unmarked: every site counts as the host's)."""
+def structure_host_kind(structure: Structure) -> str | None:
+    """Host kind of a structure, marked or not (unmarked: every site counts as the host's);
+    None when no site is pristine or vacant."""
     symbols = [site.specie.symbol for site in structure]
     markers = (
         markers_of(structure)
         if MARKER_KEY in structure.site_properties
         else [PRISTINE] * len(structure)
     )
-    return host_kind(_host_symbols(symbols, markers), is_slab(structure, LAYER_MIN_GAP))
+    host = _host_symbols(symbols, markers)
+    return host_kind(host, is_slab(structure, LAYER_MIN_GAP)) if host else None
 
 
-def graph_host_kind(graph: Data) -> str:
-    """Host kind of a dataset graph (Cartesian ``pos``, ``cell``, ``z``, ``marker``)."""
+def graph_host_kind(graph: Data) -> str | None:
+    """Host kind of a dataset graph (Cartesian ``pos``, ``cell``, ``z``, ``marker``); None when
+    no node is pristine or vacant."""
     cell = graph.cell.reshape(3, 3).double().numpy()
     frac_c = (graph.pos.double().numpy() @ np.linalg.inv(cell))[:, 2]
     marker = graph.marker.numpy()
     host_z = np.unique(graph.z.numpy()[(marker == PRISTINE) | (marker == VACANCY)])
+    if len(host_z) == 0:
+        return None
     layer = vacuum_gap(frac_c, float(np.linalg.norm(cell[2]))) >= LAYER_MIN_GAP
     return host_kind((SYMBOLS[int(z)] for z in host_z), layer)
 

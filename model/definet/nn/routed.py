@@ -57,6 +57,11 @@ class DensityRoutedDefiNet(nn.Module):
                 f"{len(members)} members need {len(members) - 1} host lists (None: any host), "
                 f"got {len(member_hosts)}"
             )
+        for hosts in member_hosts:
+            if hosts is not None and (not hosts or not all(hosts)):
+                raise ValueError(
+                    f"member hosts {hosts}: give each host's atomic numbers, or None for any host"
+                )
         self.members = nn.ModuleList(members)
         self.register_buffer(
             "max_defect_fraction", torch.tensor(list(max_defect_fraction), dtype=torch.float64)
