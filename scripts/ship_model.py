@@ -42,6 +42,7 @@ from definet.data.graphs import GraphSettings
 from definet.data.markers import DATASET_MARKERS, MARKER_NAMES
 from definet.nn.definet import DefiNetConfig
 from definet.predict import DEFAULT_CHECKPOINT
+from definet.scope import shared_record
 from definet.train_config import read_config_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,15 +320,15 @@ def main() -> None:
         ]
         architectures.append([DefiNetConfig(**m["model_config"]) for m in high_members])
         trained_on += [GraphSettings(**m["graph_settings"]) for m in high_members]
-        hosts, elements = set(meta["hosts"]), set(meta["elements"])
-        for card in high_cards:
-            hosts |= set(card["hosts"])
-            elements &= set(card["elements_seen"])
+        hosts = set(meta["hosts"]).union(*(card["hosts"] for card in high_cards))
         # a structure may go to any member (routing looks at its density, not at what the
         # members saw): the file vouches for what every member saw
-        member_metas = [meta, *(m["metadata"] for m in high_members)]
-        host_kinds = set.intersection(*(host_kinds_of(m, args.data_root) for m in member_metas))
-        markers = set.intersection(*(set(m.get("markers", DATASET_MARKERS)) for m in member_metas))
+        recorded = shared_record(
+            [
+                m | {"host_kinds": sorted(host_kinds_of(m, args.data_root))}
+                for m in [meta, *(member["metadata"] for member in high_members)]
+            ]
+        )
         if len(high_cards) == 1:
             members.append(high_cards[0])
         else:
@@ -339,9 +340,9 @@ def main() -> None:
             )
         meta = {
             "hosts": sorted(hosts),
-            "elements": sorted(elements),
-            "host_kinds": sorted(host_kinds),
-            "markers": sorted(markers),
+            "elements": recorded["elements"],
+            "host_kinds": recorded["host_kinds"],
+            "markers": recorded["markers"],
             "members": [args.checkpoint, *args.high_density],
         }
         payload = routed_payload(

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 from definet.data.graphs import GraphSettings
-from definet.data.markers import DATASET_MARKERS
 from definet.nn import (
     DefiNet,
     DefiNetConfig,
@@ -20,6 +19,7 @@ from definet.nn import (
     EnsembleDefiNet,
     NeighbourCapped,
 )
+from definet.scope import shared_record
 
 FORMAT_VERSION = 1
 #: ``kind`` of a checkpoint holding several models routed by defect density.
@@ -112,8 +112,7 @@ def ensemble_from_files(paths: list[str | Path]) -> dict[str, Any]:
     its sha256 and keeps the elements, host kinds and defect markers every member saw (so a
     prediction warns about anything one of them never saw) and the hosts any member was trained
     on."""
-    members, sources, elements, hosts = [], [], [], set()
-    host_kinds, markers = [], []
+    members, sources, recorded, hosts = [], [], [], set()
     for path in paths:
         model, graph, metadata = load_model(path)
         if not isinstance(model, DefiNet):
@@ -123,20 +122,9 @@ def ensemble_from_files(paths: list[str | Path]) -> dict[str, Any]:
             )
         members.append(model_payload(model, graph, metadata=metadata))
         sources.append({"checkpoint": str(path), "sha256": file_sha256(path)})
-        elements.append(set(metadata.get("elements", [])))
-        kinds = metadata.get("host_kinds")
-        host_kinds.append(None if kinds is None else set(kinds))
-        markers.append(set(metadata.get("markers", DATASET_MARKERS)))
+        recorded.append(metadata)
         hosts |= set(metadata.get("hosts", []))
-    metadata: dict[str, Any] = {
-        "members": sources,
-        "hosts": sorted(hosts),
-        "markers": sorted(set.intersection(*markers)),
-    }
-    if all(elements):
-        metadata["elements"] = sorted(set.intersection(*elements))
-    if all(kinds is not None for kinds in host_kinds):
-        metadata["host_kinds"] = sorted(set.intersection(*host_kinds))
+    metadata = {"members": sources, "hosts": sorted(hosts), **shared_record(recorded)}
     return ensemble_payload(members, metadata)
 
 

@@ -92,6 +92,10 @@ class Predictor:
     def out_of_distribution(self, structure: Structure) -> str | None:
         """What of a marked structure the model never saw in training (``"element(s) ['Mg'];
         host Ga-N bulk"``), or None. Raises ValueError for elements outside its embedding."""
+        return "; ".join(self._unseen(structure)[0]) or None
+
+    def _unseen(self, structure: Structure) -> tuple[list[str], str | None]:
+        """What of ``structure`` lies outside the training scope, and its host kind."""
         z = {site.specie.Z for site in structure}
         too_big = {s for s in z if s > self.model.config.max_z}
         if too_big:
@@ -100,19 +104,19 @@ class Predictor:
                 f"{sorted(Element.from_Z(s).symbol for s in too_big)} outside the "
                 f"model's embedding (Z <= {self.model.config.max_z})"
             )
-        parts = self.scope.unseen(z, markers_of(structure), structure_host_kind(structure))
-        return "; ".join(parts) or None
+        kind = structure_host_kind(structure)
+        return self.scope.unseen(z, markers_of(structure), kind), kind
 
     def _warn_out_of_distribution(self, structure: Structure) -> None:
-        unseen = self.out_of_distribution(structure)
-        if unseen is None:
+        unseen, kind = self._unseen(structure)
+        if not unseen:
             return
-        hosts = self.scope.hosts_note([structure_host_kind(structure)])
         markers = markers_of(structure)
         real = (s.species for s, m in zip(structure, markers, strict=True) if m != VACANCY)
         warnings.warn(
-            f"{sum(real, Composition()).formula}: {unseen} never seen in training by "
-            f"{self.checkpoint.name}{hosts}: prediction is out of distribution",
+            f"{sum(real, Composition()).formula}: {'; '.join(unseen)} never seen in training "
+            f"by {self.checkpoint.name}{self.scope.hosts_note([kind])}: prediction is out of "
+            "distribution",
             OutOfDistributionWarning,
             stacklevel=3,
         )

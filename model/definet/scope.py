@@ -3,7 +3,7 @@ input lies outside it: the basis of every ``OutOfDistributionWarning`` on inputs
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,3 +72,18 @@ class TrainingScope:
             return ""
         known = self.host_kinds if self.host_kinds is not None else self.host_systems
         return f" (its hosts: {', '.join(sorted(known)) or 'none recorded'})"
+
+
+def shared_record(metadatas: Sequence[Mapping[str, Any]]) -> dict[str, list]:
+    """What every one of several models saw in training (``markers``; ``elements`` and
+    ``host_kinds`` where each recorded them): the record of a file that combines them, so that
+    a prediction warns about anything one of them never saw."""
+    record = {
+        "markers": sorted(
+            set.intersection(*(set(m.get("markers", DATASET_MARKERS)) for m in metadatas))
+        )
+    }
+    for key in ("elements", "host_kinds"):
+        if all(key in m for m in metadatas):
+            record[key] = sorted(set.intersection(*(set(m[key]) for m in metadatas)))
+    return record
