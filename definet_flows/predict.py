@@ -129,8 +129,9 @@ class DefiNetPredictMaker(Maker):
         predictor = Predictor(path, device=self.device)
         loaded = time.perf_counter()
         marked = [e if isinstance(e, Structure) else e.structure for e in entries]
-        predicted = predictor.predict(marked, batch_size=self.batch_size) if marked else []
-        unseen = [predictor.out_of_distribution(m) for m in marked]
+        predicted, unseen = (
+            predictor.predict_checked(marked, batch_size=self.batch_size) if marked else ([], [])
+        )
         done = time.perf_counter()
         moved = [displacements(m, p) for m, p in zip(marked, predicted, strict=True)]
         return DefiNetPredictionDoc(

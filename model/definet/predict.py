@@ -107,10 +107,11 @@ class Predictor:
         kind = structure_host_kind(structure)
         return self.scope.unseen(z, markers_of(structure), kind), kind
 
-    def _warn_out_of_distribution(self, structure: Structure) -> None:
+    def _warn_out_of_distribution(self, structure: Structure) -> str | None:
+        """Warn when ``structure`` is out of distribution; what it names, or None."""
         unseen, kind = self._unseen(structure)
         if not unseen:
-            return
+            return None
         markers = markers_of(structure)
         real = (s.species for s, m in zip(structure, markers, strict=True) if m != VACANCY)
         warnings.warn(
@@ -118,8 +119,9 @@ class Predictor:
             f"by {self.checkpoint.name}{self.scope.hosts_note([kind])}: prediction is out of "
             "distribution",
             OutOfDistributionWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
+        return "; ".join(unseen)
 
     def predict(
         self,
@@ -133,6 +135,16 @@ class Predictor:
         unmarked ones are marked against ``pristine`` (one ideal supercell per structure).
         Outputs have no vacancy nodes, real atoms in input order, same cell and site properties.
         """
+        return self.predict_checked(structures, pristine, batch_size)[0]
+
+    def predict_checked(
+        self,
+        structures: Sequence[Structure],
+        pristine: Sequence[Structure] | None = None,
+        batch_size: int = 32,
+    ) -> tuple[list[Structure], list[str | None]]:
+        """:meth:`predict`, and what of each structure the model never saw in training
+        (:meth:`out_of_distribution`'s text, None where nothing), found in the same pass."""
         structures = list(structures)
         disordered = [s.composition.formula for s in structures if not s.is_ordered]
         if disordered:
@@ -146,13 +158,14 @@ class Predictor:
                 s if MARKER_KEY in s.site_properties else mark_defects(s, p)
                 for s, p in zip(structures, pristine, strict=True)
             ]
-        graphs = []
+        graphs, unseen = [], []
         for s in structures:
             markers_of(s)
-            self._warn_out_of_distribution(s)
+            unseen.append(self._warn_out_of_distribution(s))
             graphs.append(structure_to_graph(s, self.graph_settings))
         coords = predicted_coordinates(self.model, graphs, batch_size, self.device)
-        return [self._relaxed(s, c.numpy()) for s, c in zip(structures, coords, strict=True)]
+        relaxed = [self._relaxed(s, c.numpy()) for s, c in zip(structures, coords, strict=True)]
+        return relaxed, unseen
 
     @staticmethod
     def _relaxed(marked: Structure, coords: np.ndarray) -> Structure:

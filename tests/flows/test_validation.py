@@ -448,7 +448,7 @@ def test_prediction_failure_keeps_every_defect(cu_cif, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("GPU on fire")
 
-    monkeypatch.setattr(definet.predict.Predictor, "predict", boom)
+    monkeypatch.setattr(definet.predict.Predictor, "predict_checked", boom)
     store_dir = tmp_path / "store"
     summary = run_validation(cu_spec(cu_cif, ckpt, store_dir, n=2), progress=False)
     docs = stored(store_dir)

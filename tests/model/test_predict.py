@@ -115,6 +115,14 @@ def test_out_of_distribution_hosts_and_defect_kinds(tmp_path: Path) -> None:
     message = str(record[0].message)
     assert message.startswith(f"{bulk.composition.formula}: host Mo-S bulk never seen")
     assert "(its hosts: Mo-S layer)" in message
+    assert record[0].filename == __file__  # names the caller's line, not the package's
+
+    marked_bulk = mark_defects(bulk, bulk_ideal)
+    with pytest.warns(OutOfDistributionWarning):
+        relaxed, unseen = predictor.predict_checked([mark_defects(unrelaxed, ideal), marked_bulk])
+    assert unseen == [None, "host Mo-S bulk"]
+    assert unseen[1] == predictor.out_of_distribution(marked_bulk)
+    assert len(relaxed) == 2 and len(relaxed[1]) == len(bulk)
 
     crowded = unrelaxed.copy()  # an S atom between the layers' sites: an interstitial
     crowded.append("S", crowded.lattice.get_fractional_coords([0.0, 0.0, 0.0]) + [1 / 6, 1 / 6, 0])
