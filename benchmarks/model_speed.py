@@ -16,6 +16,7 @@ resident memory of each phase (measured in a fresh subprocess so the phases do n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -40,19 +41,18 @@ def load_graphs(config_path: str, data_root: str, split: str, host: str, n: int)
     return cfg, graphs
 
 
-def train_phase(model, cfg, graphs: list, device) -> dict:
-    """Structures/s and mean ms per phase of the trainer's step, after 2 warm-up batches."""
+def train_phase(cfg, graphs: list) -> dict:
+    """Structures/s and mean ms per phase of the trainer's own step (``Trainer.train_step``,
+    with the config's loss terms and perturbations), after 2 warm-up batches."""
     import torch
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from torch_geometric.loader import DataLoader
 
-    from definet.inference import predict_batch
-    from definet.losses import coordinate_loss
+    from definet.train import Trainer
 
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
     if not graphs:
         raise ValueError("no structures to time")
+    trainer = Trainer(cfg, graphs, graphs[:1], progress=False)
+    device = trainer.device
     # TRAIN_BATCHES full batches of the config's size, the structures repeated where a split
     # has fewer (timing does not depend on which structures they are)
     pool = list(itertools.islice(itertools.cycle(graphs), TRAIN_BATCHES * cfg.batch_size))
@@ -64,20 +64,12 @@ def train_phase(model, cfg, graphs: list, device) -> dict:
         return time.perf_counter()
 
     phases = dict.fromkeys(("forward", "backward", "optimizer", "ema"), 0.0)
+    trainer.model.train()
     for i, batch in enumerate(batches):
-        t0 = sync()
-        loss = coordinate_loss(predict_batch(model, batch), batch)
-        t1 = sync()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        t2 = sync()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        t3 = sync()
-        ema.update_parameters(model)
-        t4 = sync()
+        times = [sync()]
+        trainer.train_step(batch, mark=lambda _phase, times=times: times.append(sync()))
         if i >= 2:
-            for name, start, end in zip(phases, (t0, t1, t2, t3), (t1, t2, t3, t4), strict=True):
+            for name, start, end in zip(phases, times[:-1], times[1:], strict=True):
                 phases[name] += end - start
     timed = batches[2:]
     seconds = sum(phases.values())
@@ -101,15 +93,16 @@ def phase(name: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     device = torch.device(args.device)
     cfg, graphs = load_graphs(args.config, args.data_root, args.split, args.host, 96)
-    model = DefiNet(cfg.model).to(device)
     result: dict = {
         "phase": name,
         "n_atoms": int(graphs[0].z.numel()),
         "n_edges": int(graphs[0].edge_index.shape[1]),
     }
     if name == "train":
-        result |= train_phase(model, cfg, graphs, device)
+        cfg = dataclasses.replace(cfg, device=args.device, threads=args.threads)
+        result |= train_phase(cfg, graphs)
     else:
+        model = DefiNet(cfg.model).to(device)
         batch_size = int(name.split("_")[1])
         model.eval()
         batches = list(

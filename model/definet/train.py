@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -400,6 +400,39 @@ class Trainer:
             for p, e in zip(params, ascent, strict=True):
                 p.sub_(e)
 
+    def train_step(
+        self, batch: Data, mark: Callable[[str], None] | None = None
+    ) -> tuple[torch.Tensor, ForceFieldTerms | None]:
+        """One optimisation step on ``batch`` (on the device): the config's learning rate and
+        perturbed starts, forward and loss, backward (SAM's second pass included), clipping and
+        AdamW, EMA update. ``mark(phase)`` is called after each of ``forward``, ``backward``,
+        ``optimizer`` and ``ema`` (``benchmarks/model_speed.py`` times them)."""
+        c = self.config
+        mark = mark or (lambda _phase: None)
+        if c.schedule == "cosine":
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_lr(self.step, c)
+        if c.position_noise:
+            batch.pos = noisy_start(batch, c.position_noise)
+        if c.denoise_fraction:
+            batch.pos = denoising_start(batch, c.denoise_fraction, c.denoise_noise)
+        if c.path_fraction:
+            batch.pos = path_start(batch, c.path_fraction)
+        loss, terms = self.batch_loss(batch)
+        mark("forward")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.sam_rho:
+            self.sharpness_aware_gradient(batch)
+        mark("backward")
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        mark("optimizer")
+        self.ema.update_parameters(self.model)
+        mark("ema")
+        self.step += 1
+        return loss, terms
+
     def done(self) -> bool:
         c = self.config
         return (
@@ -430,25 +463,7 @@ class Trainer:
                 if i < self.batch_in_epoch:
                     continue  # resuming mid-epoch: skip what was already trained on
                 start = time.perf_counter()
-                if c.schedule == "cosine":
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = cosine_lr(self.step, c)
-                batch = batch.to(self.device)
-                if c.position_noise:
-                    batch.pos = noisy_start(batch, c.position_noise)
-                if c.denoise_fraction:
-                    batch.pos = denoising_start(batch, c.denoise_fraction, c.denoise_noise)
-                if c.path_fraction:
-                    batch.pos = path_start(batch, c.path_fraction)
-                loss, terms = self.batch_loss(batch)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if c.sam_rho:
-                    self.sharpness_aware_gradient(batch)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-                self.optimizer.step()
-                self.ema.update_parameters(self.model)
-                self.step += 1
+                loss, terms = self.train_step(batch.to(self.device))
                 self.batch_in_epoch = i + 1
                 self.elapsed += time.perf_counter() - start
                 bar.update(1)

@@ -615,3 +615,32 @@ def test_progress_written_to_a_file_is_not_redrawn_every_step(tmp_path: Path, ca
     bar = capsys.readouterr().err
     assert "6/6" in bar
     assert bar.count("\r") <= 3, bar
+
+
+def test_train_step_is_the_step_fit_takes(tmp_path: Path) -> None:
+    """One ``train_step`` per batch, phases marked in order; ``fit`` takes the same steps
+    (``benchmarks/model_speed.py`` times ``train_step``)."""
+    import dataclasses
+
+    data = defect_graphs(3)
+    cfg = config(tmp_path / "fit", epochs=1, batch_size=1, schedule="cosine", max_steps=2)
+    fitted = Trainer(cfg, data[:2], data[2:], progress=False)
+    fitted.fit()
+
+    stepped = Trainer(
+        dataclasses.replace(cfg, out_dir=str(tmp_path / "step")), data[:2], data[2:], progress=False
+    )
+    marks: list[str] = []
+    before = [p.detach().clone() for p in stepped.model.parameters()]
+    stepped.model.train()
+    for batch in stepped.epoch_loader(0):  # the batches fit took, in its order
+        loss, terms = stepped.train_step(batch, mark=marks.append)
+        assert torch.isfinite(loss) and terms is None
+    assert marks == ["forward", "backward", "optimizer", "ema"] * 2
+    assert stepped.step == fitted.step == 2
+    moved = [not torch.equal(p, b) for p, b in zip(stepped.model.parameters(), before, strict=True)]
+    assert any(moved)
+    for p, q in zip(stepped.model.parameters(), fitted.model.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+    for p, q in zip(stepped.ema.parameters(), fitted.ema.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
