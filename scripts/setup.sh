@@ -8,8 +8,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import definet, definet_flows, pytest" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
-  # before the rest; the pin finds the CPU build where pip is configured with one (a local
-  # wheel on our machines); elsewhere set PIP_INDEX_URL=https://download.pytorch.org/whl/cpu
-  .venv/bin/pip install -q "torch==2.13.0"
+  # torch before the rest: the build pip finds without an index (a local CPU wheel on our
+  # machines), else the CPU build from PyTorch's index (PyPI's default build is the multi-GB
+  # CUDA one); DEFINET_TORCH_INDEX picks another index, e.g. .../whl/cu128 for a GPU
+  if [ -n "${DEFINET_TORCH_INDEX:-}" ] \
+    || ! .venv/bin/pip install -q --no-index --no-deps "torch==2.13.0" 2>/dev/null; then
+    .venv/bin/pip install -q "torch==2.13.0" \
+      --index-url "${DEFINET_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
+      --extra-index-url https://pypi.org/simple
+  fi
   .venv/bin/pip install -q -e ".[dev]"
 fi
