@@ -160,8 +160,7 @@ class Predictor:
             ]
         graphs, unseen = [], []
         for s in structures:
-            markers_of(s)
-            unseen.append(self._warn_out_of_distribution(s))
+            unseen.append(self._warn_out_of_distribution(s))  # checks the markers too
             graphs.append(structure_to_graph(s, self.graph_settings))
         coords = predicted_coordinates(self.model, graphs, batch_size, self.device)
         relaxed = [self._relaxed(s, c.numpy()) for s, c in zip(structures, coords, strict=True)]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from definet.data.markers import (
+    LAYER_MIN_GAP,
     MARKER_KEY,
     PRISTINE,
     VACANCY,
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
     from torch_geometric.data import Data
 
-#: Vacuum (A) along c that makes a cell a layer (the rule of :func:`definet.data.markers.is_slab`).
-LAYER_MIN_GAP = 7.0
 _PERIODIC_TABLE = (
     "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As "
     "Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu "
@@ -66,7 +65,7 @@ def structure_host_kind(structure: Structure) -> str | None:
         else [PRISTINE] * len(structure)
     )
     host = _host_symbols(symbols, markers)
-    return host_kind(host, is_slab(structure, LAYER_MIN_GAP)) if host else None
+    return host_kind(host, is_slab(structure)) if host else None
 
 
 def graph_host_kind(graph: Data) -> str | None:

@@ -28,6 +28,8 @@ MARKER_NAMES = {
 #: Markers of every checkpoint trained before checkpoints recorded theirs (the DefiNet set and the
 #: pipeline's exports of it hold vacancies and substitutions only).
 DATASET_MARKERS = (PRISTINE, SUBSTITUTION, VACANCY)
+#: Vacuum (A) along c that makes a cell a layer (a 2D host): :func:`is_slab`'s default.
+LAYER_MIN_GAP = 7.0
 
 
 class HostMismatchError(ValueError):
@@ -85,7 +87,7 @@ def detect_supercell(unit_cell: Structure, lattice: Lattice) -> np.ndarray:
     return rounded.astype(int)
 
 
-def is_slab(unit_cell: Structure, min_gap: float = 7.0) -> bool:
+def is_slab(unit_cell: Structure, min_gap: float = LAYER_MIN_GAP) -> bool:
     """Whether the cell has a vacuum gap of at least ``min_gap`` A along c (a 2D host)."""
     return vacuum_gap(unit_cell.frac_coords[:, 2], unit_cell.lattice.c) >= min_gap
 
