@@ -13,8 +13,9 @@ from definet.data.markers import VACANCY
 #: How an atom's coordinate error is measured: ``l1`` sums ``|dx|, |dy|, |dz|`` (the metric
 #: itself, reported as a mean over components); ``euclidean`` takes the length of the error
 #: vector, which does not depend on how the structure is oriented and pulls each atom straight
-#: towards its target.
-COORDINATE_LOSSES = ("l1", "euclidean")
+#: towards its target; ``mse`` squares each component, so large moves weigh more (and the
+#: model learns the mean outcome, not the median the L1 metric rewards).
+COORDINATE_LOSSES = ("l1", "euclidean", "mse")
 
 
 def coordinate_loss(
@@ -33,6 +34,8 @@ def coordinate_loss(
         error = delta.abs()
     elif kind == "euclidean":  # the small constant keeps the gradient finite at zero error
         error = (delta.square().sum(-1, keepdim=True) + 1e-12).sqrt()
+    elif kind == "mse":
+        error = delta.square()
     else:
         raise ValueError(f"coordinate loss must be one of {COORDINATE_LOSSES}, got {kind!r}")
     per_graph = None

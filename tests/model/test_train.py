@@ -222,9 +222,30 @@ def test_euclidean_loss_is_each_atoms_distance_whatever_the_orientation() -> Non
         coordinate_loss(target, graph, kind="l2")
 
 
+def test_mse_loss_weighs_an_error_by_its_size() -> None:
+    graph = defect_graphs(1)[0]
+    target = graph.y.float()
+    real = torch.nonzero(graph.marker != VACANCY).flatten()
+    small, large = target.clone(), target.clone()
+    small[real[0]] += torch.tensor([0.1, 0.0, 0.0])
+    large[real[0]] += torch.tensor([0.3, 0.0, 0.0])
+    components = 3 * len(real)
+    assert coordinate_loss(small, graph, kind="mse").item() == pytest.approx(
+        0.01 / components, rel=1e-4
+    )
+    # three times the miss costs nine times as much (three times under L1)
+    assert coordinate_loss(large, graph, kind="mse").item() == pytest.approx(
+        9 * coordinate_loss(small, graph, kind="mse").item(), rel=1e-4
+    )
+    assert coordinate_loss(large, graph).item() == pytest.approx(
+        3 * coordinate_loss(small, graph).item(), rel=1e-4
+    )
+    assert training_loss(large, graph, kind="mse") == coordinate_loss(large, graph, kind="mse")
+
+
 def test_config_names_an_unknown_coordinate_loss() -> None:
     with pytest.raises(ValueError, match="coordinate_loss must be one of"):
-        TrainConfig.from_dict({"coordinate_loss": "mse"})
+        TrainConfig.from_dict({"coordinate_loss": "huber"})
 
 
 @pytest.mark.parametrize(
