@@ -201,14 +201,23 @@ def test_bond_loss_sees_separations_not_translations() -> None:
     assert training_loss(stretched, graph, 2.0) > coordinate_loss(stretched, graph)
 
 
-def test_euclidean_loss_is_each_atoms_distance_whatever_the_orientation() -> None:
+def _one_atom_missed(*misses: list[float]) -> tuple:
+    """A defect graph, its target coordinates, its number of real atoms, and one copy of the
+    target per miss with the first real atom displaced by it."""
     graph = defect_graphs(1)[0]
     target = graph.y.float()
     real = torch.nonzero(graph.marker != VACANCY).flatten()
-    along_x, diagonal = target.clone(), target.clone()
-    along_x[real[0]] += torch.tensor([0.3, 0.0, 0.0])
-    diagonal[real[0]] += torch.tensor([0.3, 0.3, 0.3]) / 3**0.5  # the same miss, turned
-    n = len(real)
+    copies = []
+    for miss in misses:
+        copy = target.clone()
+        copy[real[0]] += torch.tensor(miss)
+        copies.append(copy)
+    return graph, target, len(real), copies
+
+
+def test_euclidean_loss_is_each_atoms_distance_whatever_the_orientation() -> None:
+    turned = 0.3 / 3**0.5  # the same miss along the cube diagonal
+    graph, target, n, (along_x, diagonal) = _one_atom_missed([0.3, 0.0, 0.0], [turned] * 3)
     for miss in (along_x, diagonal):
         loss = coordinate_loss(miss, graph, kind="euclidean")
         assert loss.item() == pytest.approx(0.3 / n, rel=1e-4)
@@ -223,13 +232,8 @@ def test_euclidean_loss_is_each_atoms_distance_whatever_the_orientation() -> Non
 
 
 def test_mse_loss_weighs_an_error_by_its_size() -> None:
-    graph = defect_graphs(1)[0]
-    target = graph.y.float()
-    real = torch.nonzero(graph.marker != VACANCY).flatten()
-    small, large = target.clone(), target.clone()
-    small[real[0]] += torch.tensor([0.1, 0.0, 0.0])
-    large[real[0]] += torch.tensor([0.3, 0.0, 0.0])
-    components = 3 * len(real)
+    graph, _, n, (small, large) = _one_atom_missed([0.1, 0.0, 0.0], [0.3, 0.0, 0.0])
+    components = 3 * n
     assert coordinate_loss(small, graph, kind="mse").item() == pytest.approx(
         0.01 / components, rel=1e-4
     )
