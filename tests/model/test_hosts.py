@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 from pymatgen.core import Lattice, Structure
 
 from definet.data.graphs import GraphSettings, structure_to_graph
 from definet.data.hosts import graph_host_kind, structure_host_kind, systems_from_folder_names
-from definet.data.markers import mark_defects, pristine_supercell
+from definet.data.markers import host_sites, mark_defects, pristine_supercell
 
 from .conftest import make_defect_pair, mos2_unit_cell
 
@@ -95,3 +97,11 @@ def test_scope_checks_system_and_layer_or_bulk() -> None:
     empty = TrainingScope.from_metadata({})
     assert empty.unseen([92], [0, 2], "U bulk") == []
     assert empty.unseen([92], [3], "U bulk") == ["defect kind(s) ['interstitial']"]
+
+
+def test_host_sites_are_pristine_and_vacant_ones_in_numpy_and_torch() -> None:
+    markers = [0, 1, 2, 3, 0]  # pristine, substitution, vacancy, interstitial, pristine
+    expected = [True, False, True, False, True]
+    assert host_sites(np.array(markers)).tolist() == expected
+    mask = host_sites(torch.tensor(markers))
+    assert isinstance(mask, torch.Tensor) and mask.tolist() == expected

@@ -16,8 +16,7 @@ import numpy as np
 from definet.data.markers import (
     LAYER_MIN_GAP,
     MARKER_KEY,
-    PRISTINE,
-    VACANCY,
+    host_sites,
     is_slab,
     markers_of,
     vacuum_gap,
@@ -51,20 +50,15 @@ def chemical_system(kind: str) -> str:
     return kind.split()[0]
 
 
-def _host_symbols(symbols: Iterable[str], markers: Iterable[int]) -> list[str]:
-    return [s for s, m in zip(symbols, markers, strict=True) if m in (PRISTINE, VACANCY)]
-
-
 def structure_host_kind(structure: Structure) -> str | None:
     """Host kind of a structure, marked or not (unmarked: every site counts as the host's);
     None when no site is pristine or vacant."""
     symbols = [site.specie.symbol for site in structure]
-    markers = (
-        markers_of(structure)
-        if MARKER_KEY in structure.site_properties
-        else [PRISTINE] * len(structure)
-    )
-    host = _host_symbols(symbols, markers)
+    if MARKER_KEY in structure.site_properties:
+        on_host = host_sites(markers_of(structure))
+        host = [s for s, keep in zip(symbols, on_host, strict=True) if keep]
+    else:
+        host = symbols
     return host_kind(host, is_slab(structure)) if host else None
 
 
@@ -73,8 +67,7 @@ def graph_host_kind(graph: Data) -> str | None:
     no node is pristine or vacant."""
     cell = graph.cell.reshape(3, 3).double().numpy()
     frac_c = (graph.pos.double().numpy() @ np.linalg.inv(cell))[:, 2]
-    marker = graph.marker.numpy()
-    host_z = np.unique(graph.z.numpy()[(marker == PRISTINE) | (marker == VACANCY)])
+    host_z = np.unique(graph.z.numpy()[host_sites(graph.marker.numpy())])
     if len(host_z) == 0:
         return None
     layer = vacuum_gap(frac_c, float(np.linalg.norm(cell[2]))) >= LAYER_MIN_GAP

@@ -32,6 +32,12 @@ DATASET_MARKERS = (PRISTINE, SUBSTITUTION, VACANCY)
 LAYER_MIN_GAP = 7.0
 
 
+def host_sites(marker):
+    """Mask of a structure's host sites, pristine atoms and vacancy nodes (not substituted or
+    interstitial ones), from its markers: a numpy array or a torch tensor, the same kind out."""
+    return (marker == PRISTINE) | (marker == VACANCY)
+
+
 class HostMismatchError(ValueError):
     """The structure does not sit on the ideal lattice of its host within tolerance."""
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from definet.data.markers import PRISTINE, VACANCY
+from definet.data.markers import PRISTINE, host_sites
 from definet.nn.definet import DefiNet
 from definet.nn.ensemble import EnsembleDefiNet
 
@@ -78,7 +78,7 @@ class DensityRoutedDefiNet(nn.Module):
         """Whether each structure's host (elements of its pristine and vacant sites) is one of
         ``hosts``, shape (num_graphs,)."""
         size = max(int(z.max()), *(max(h) for h in hosts)) + 1
-        site = (marker == PRISTINE) | (marker == VACANCY)
+        site = host_sites(marker)
         present = torch.zeros(num_graphs, size, dtype=torch.bool, device=z.device)
         present[batch[site], z[site]] = True
         wanted = torch.zeros(len(hosts), size, dtype=torch.bool, device=z.device)
