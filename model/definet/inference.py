@@ -33,6 +33,7 @@ def model_inputs(batch: Data) -> tuple:
         edge_shifts(batch),
         batch.batch,
         batch.num_graphs,
+        batch.cell,
     )
 
 

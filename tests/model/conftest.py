@@ -57,8 +57,10 @@ def nontrivial_definet(
     feature_norm: bool = False,
     tensor_channels: int = 0,
     dropout: float = 0.0,
+    reciprocal_cutoff: float = 0.0,
 ) -> DefiNet:
-    """A small random float64 DefiNet (eval mode) whose coordinate heads move atoms."""
+    """A small random float64 DefiNet (eval mode) whose coordinate heads (and long-range
+    exchange, with ``reciprocal_cutoff``) move atoms."""
     torch.manual_seed(0)
     config = DefiNetConfig(
         hidden=16,
@@ -68,11 +70,16 @@ def nontrivial_definet(
         feature_norm=feature_norm,
         tensor_channels=tensor_channels,
         dropout=dropout,
+        reciprocal_cutoff=reciprocal_cutoff,
     )
     net = DefiNet(config).double()
     for layer in net.layers:
         torch.nn.init.normal_(layer.to_step.linear.weight, std=0.1)
         torch.nn.init.normal_(layer.message.coord[-1].weight, std=0.1)
+        if layer.reciprocal is not None:
+            torch.nn.init.normal_(layer.reciprocal.out_s.weight, std=0.3)
+            torch.nn.init.normal_(layer.reciprocal.out_v.weight, std=0.3)
+            torch.nn.init.normal_(layer.reciprocal.filter.bias, std=0.3)  # must not leak
     return net.eval()
 
 

@@ -18,16 +18,23 @@ from definet.nn.definet import ChannelDropout
 from .conftest import make_defect_pair, mos2_unit_cell, nontrivial_definet
 
 SETTINGS = GraphSettings(cutoff=4.0, max_neighbors=12)
+#: Reciprocal cutoff (1/A) of the long-range exchange in these tests: several modes of the test
+#: supercell lie below it.
+LONG_RANGE = 1.2
 
 
 @pytest.fixture(
     scope="module",
-    params=[(False, 0), (True, 0), (True, 8)],
-    ids=["plain", "feature_norm", "tensor_channels"],
+    params=[(False, 0, 0.0), (True, 0, 0.0), (True, 8, 0.0), (True, 0, LONG_RANGE)],
+    ids=["plain", "feature_norm", "tensor_channels", "long_range"],
 )
 def model(request) -> DefiNet:
-    feature_norm, tensor_channels = request.param
-    return nontrivial_definet(feature_norm=feature_norm, tensor_channels=tensor_channels)
+    feature_norm, tensor_channels, reciprocal_cutoff = request.param
+    return nontrivial_definet(
+        feature_norm=feature_norm,
+        tensor_channels=tensor_channels,
+        reciprocal_cutoff=reciprocal_cutoff,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,7 @@ def marked() -> Structure:
 def run(model: DefiNet, structure: Structure) -> np.ndarray:
     g = structure_to_graph(structure, SETTINGS)
     with torch.no_grad():
-        return model(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g)).numpy()
+        return model(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g), cell=g.cell).numpy()
 
 
 def moved(structure: Structure, rot: np.ndarray, shift: np.ndarray | None = None) -> Structure:
@@ -114,11 +121,11 @@ def test_electron_parity_starts_neutral_and_splits_odd_from_even(model, marked) 
     real = g.marker != VACANCY
     assert int(g.z[real].sum()) % 2 == 0  # S, Mo and the test's substituents: even
     with torch.no_grad():
-        even = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g))
+        even = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g), cell=g.cell)
         with_parity.embed_parity.weight[1] = with_parity.embed_parity.weight[0]
-        same = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g))
+        same = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g), cell=g.cell)
         with_parity.embed_parity.weight[0].normal_(std=0.5)
-        changed = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g))
+        changed = with_parity(g.z, g.marker, g.pos, g.edge_index, edge_shifts(g), cell=g.cell)
     assert torch.equal(even, same)  # the odd entry is unused by an even structure
     assert (changed - even).abs().max() > 1e-6
     assert not np.array_equal(even.numpy(), run(model, marked))

@@ -50,6 +50,7 @@ class NeighbourCapped(nn.Module):
         edge_shift: Tensor,
         batch: Tensor | None = None,
         num_graphs: int | None = None,
+        cell: Tensor | None = None,
     ) -> Tensor:
         """Relaxed coordinates (N, 3); the arguments are those of :meth:`DefiNet.forward`."""
         if self.cutoff is not None:
@@ -58,4 +59,5 @@ class NeighbourCapped(nn.Module):
             near = length <= self.cutoff + CUTOFF_TOLERANCE
             edge_index, edge_shift = edge_index[:, near], edge_shift[near]
         keep = first_edges_per_target(edge_index[1], self.max_neighbors)
-        return self.model(z, marker, pos, edge_index[:, keep], edge_shift[keep], batch, num_graphs)
+        edge_index, edge_shift = edge_index[:, keep], edge_shift[keep]
+        return self.model(z, marker, pos, edge_index, edge_shift, batch, num_graphs, cell)

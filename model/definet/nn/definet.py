@@ -24,6 +24,7 @@ from torch_geometric.nn.models.dimenet import BesselBasisLayer
 from torch_geometric.utils import scatter
 
 from definet.data.markers import VACANCY
+from definet.nn.reciprocal import ReciprocalBasis, ReciprocalExchange, node_phases
 
 
 @dataclass
@@ -56,6 +57,13 @@ class DefiNetConfig:
     #: is dropped in all three components, so rotations still commute). 0 in the shipped model;
     #: prediction (eval mode) never drops anything.
     dropout: float = 0.0
+    #: Long-range exchange through the reciprocal lattice of the supercell
+    #: (:mod:`definet.nn.reciprocal`): every layer also reads and writes the structure factors
+    #: of its features at the wavevectors ``0 < |k| <=`` this (1/A). 0: off (the shipped model).
+    #: A model with it needs each structure's cell.
+    reciprocal_cutoff: float = 0.0
+    #: Channels per wavevector of the long-range exchange.
+    reciprocal_channels: int = 16
 
     def __post_init__(self) -> None:
         channels = self.tensor_channels
@@ -66,6 +74,9 @@ class DefiNetConfig:
         rate = self.dropout
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
             raise ValueError(f"model.dropout: expected a number in [0, 1), got {rate!r}")
+        k = self.reciprocal_cutoff
+        if isinstance(k, bool) or not isinstance(k, int | float) or k < 0:
+            raise ValueError(f"model.reciprocal_cutoff: expected a number >= 0 (1/A; 0: off), got {k!r}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -304,6 +315,7 @@ class DefiNetLayer(nn.Module):
         feature_norm: bool = False,
         tensor_channels: int = 0,
         dropout: float = 0.0,
+        reciprocal_channels: int = 0,
     ) -> None:
         super().__init__()
         self.drop = ChannelDropout(dropout)
@@ -319,9 +331,11 @@ class DefiNetLayer(nn.Module):
         self.tensor_message = TensorMessage(hidden, c, num_rbf) if c else None
         self.tensor_update = TensorUpdate(hidden, c) if c else None
         self.out_norm_t = VectorNorm(c) if c and feature_norm else nn.Identity()
+        r = reciprocal_channels
+        self.reciprocal = ReciprocalExchange(hidden, r) if r else None
 
     def forward(
-        self, h, v, t, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
+        self, h, v, t, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs, waves
     ):
         h = h + self.marker_inject(m)
         hn = self.norm(h)
@@ -337,6 +351,9 @@ class DefiNetLayer(nn.Module):
             t = self.out_norm_t(t)
         h, v = h + self.drop(dh), v + self.drop(dv)
         h, v, gs, gv = self.global_node(h, v, gs, gv, batch, num_graphs)
+        if self.reciprocal is not None:
+            dh, dv = self.reciprocal(h, v, waves, batch)
+            h, v = h + self.drop(dh), v + self.drop(dv)
         step = dx + self.to_step(v).squeeze(-1)
         return self.out_norm_h(h), self.out_norm_v(v), t, gs, gv, step
 
@@ -358,9 +375,16 @@ class DefiNet(nn.Module):
         self.embed_marker = nn.Embedding(config.num_markers, f)
         self.rbf = BesselBasisLayer(config.num_rbf, cutoff=config.cutoff)
         self.embed_parity = nn.Embedding(2, f) if config.electron_parity else None
+        long_range = config.reciprocal_cutoff > 0
+        self.reciprocal_basis = ReciprocalBasis(config.reciprocal_cutoff) if long_range else None
         self.layers = nn.ModuleList(
             DefiNetLayer(
-                f, config.num_rbf, config.feature_norm, config.tensor_channels, config.dropout
+                f,
+                config.num_rbf,
+                config.feature_norm,
+                config.tensor_channels,
+                config.dropout,
+                config.reciprocal_channels if long_range else 0,
             )
             for _ in range(config.num_layers)
         )
@@ -380,6 +404,8 @@ class DefiNet(nn.Module):
         for layer in self.layers:  # start close to "do nothing"
             nn.init.zeros_(layer.to_step.linear.weight)
             nn.init.zeros_(layer.message.coord[-1].weight)
+            if layer.reciprocal is not None:
+                layer.reciprocal.reset_output()
 
     def forward(
         self,
@@ -390,13 +416,18 @@ class DefiNet(nn.Module):
         edge_shift: Tensor,
         batch: Tensor | None = None,
         num_graphs: int | None = None,
+        cell: Tensor | None = None,
     ) -> Tensor:
         """Relaxed coordinates (N, 3) from unrelaxed ones.
 
         ``edge_index`` is ``[source j, target i]``; ``edge_shift`` (E, 3) is the Cartesian offset
-        of the source's periodic image, so ``r_ij = pos[j] + edge_shift - pos[i]``.
+        of the source's periodic image, so ``r_ij = pos[j] + edge_shift - pos[i]``. ``cell``
+        (G, 3, 3), the lattice vectors of each structure as rows, is needed only with
+        ``reciprocal_cutoff``.
         """
-        layers = self.layer_positions(z, marker, pos, edge_index, edge_shift, batch, num_graphs)
+        layers = self.layer_positions(
+            z, marker, pos, edge_index, edge_shift, batch, num_graphs, cell
+        )
         return self._guard(layers[-1], pos.to(layers[-1].dtype))
 
     def layer_positions(
@@ -408,6 +439,7 @@ class DefiNet(nn.Module):
         edge_shift: Tensor,
         batch: Tensor | None = None,
         num_graphs: int | None = None,
+        cell: Tensor | None = None,
     ) -> list[Tensor]:
         """Coordinates after each layer (the last is :meth:`forward`'s, before its guard)."""
         if z.max() > self.config.max_z or marker.max() >= self.config.num_markers:
@@ -436,6 +468,15 @@ class DefiNet(nn.Module):
         src, dst = edge_index
         table = self.embed_marker.weight
         pair = marker[dst] * self.config.num_markers + marker[src]
+        waves = None
+        if self.reciprocal_basis is not None:
+            if cell is None:
+                raise ValueError(
+                    "this model exchanges information through the reciprocal lattice "
+                    "(reciprocal_cutoff > 0) and needs each structure's cell"
+                )
+            cutoff = self.config.reciprocal_cutoff
+            waves = node_phases(x, cell.reshape(-1, 3, 3), batch, cutoff, self.reciprocal_basis)
         positions = []
         for layer in self.layers:
             rel = x.index_select(0, src) + shift - x.index_select(0, dst)
@@ -443,7 +484,7 @@ class DefiNet(nn.Module):
             unit = rel / dist.unsqueeze(-1)
             rbf = self.rbf(dist)
             h, v, t, gs, gv, step = layer(
-                h, v, t, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs
+                h, v, t, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs, waves
             )
             x = x + step * movable
             positions.append(x)
@@ -473,7 +514,8 @@ def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_fro
     ``model`` (freshly built) may be deeper than ``pretrained`` (same width, radial basis and
     cutoff): its extra layers keep their initialisation, whose coordinate steps start at zero,
     so the grown model predicts exactly what ``pretrained`` did until training moves it.
-    Likewise ``model`` may add ``electron_parity``, whose embedding starts at zero.
+    Likewise ``model`` may add ``electron_parity``, whose embedding starts at zero, and the
+    long-range exchange (``reciprocal_cutoff``), whose outputs start at zero.
     """
     ours, theirs = model.config, pretrained.config
     fixed = (
@@ -492,16 +534,26 @@ def load_pretrained(model: DefiNet, pretrained: DefiNet, source: str = "init_fro
     ]
     if theirs.electron_parity and not ours.electron_parity:
         changed.append("electron_parity: True -> False")
+    adds_long_range = ours.reciprocal_cutoff > 0 and theirs.reciprocal_cutoff == 0
+    if theirs.reciprocal_cutoff > 0:  # a trained long-range exchange must be kept as it is
+        changed += [
+            f"{k}: {getattr(theirs, k)} -> {getattr(ours, k)}"
+            for k in ("reciprocal_cutoff", "reciprocal_channels")
+            if getattr(ours, k) != getattr(theirs, k)
+        ]
     if ours.num_layers < theirs.num_layers:
         changed.append(f"num_layers: {theirs.num_layers} -> {ours.num_layers} (fewer)")
     if changed:
         raise ValueError(
             f"{source}: the model section does not fit the pretrained model ({'; '.join(changed)}); "
-            "only num_layers may grow and electron_parity be added"
+            "only num_layers may grow and electron_parity or the long-range exchange be added"
         )
     missing, unexpected = model.load_state_dict(pretrained.state_dict(), strict=False)
     grown = {f"layers.{i}." for i in range(theirs.num_layers, ours.num_layers)}
     if ours.electron_parity and not theirs.electron_parity:
         grown.add("embed_parity.")
+    if adds_long_range:
+        grown.add("reciprocal_basis.")
+        grown.update(f"layers.{i}.reciprocal." for i in range(ours.num_layers))
     assert not unexpected and all(any(k.startswith(g) for g in grown) for k in missing)
     return ours.num_layers - theirs.num_layers

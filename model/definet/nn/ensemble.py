@@ -37,7 +37,8 @@ class EnsembleDefiNet(nn.Module):
         edge_shift: Tensor,
         batch: Tensor | None = None,
         num_graphs: int | None = None,
+        cell: Tensor | None = None,
     ) -> Tensor:
         """Relaxed coordinates (N, 3); the arguments are those of :meth:`DefiNet.forward`."""
-        args = (z, marker, pos, edge_index, edge_shift, batch, num_graphs)
+        args = (z, marker, pos, edge_index, edge_shift, batch, num_graphs, cell)
         return torch.stack([member(*args) for member in self.members]).mean(dim=0)

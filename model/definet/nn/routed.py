@@ -107,6 +107,7 @@ class DensityRoutedDefiNet(nn.Module):
         edge_shift: Tensor,
         batch: Tensor | None = None,
         num_graphs: int | None = None,
+        cell: Tensor | None = None,
     ) -> Tensor:
         """Relaxed coordinates (N, 3); the arguments are those of :meth:`DefiNet.forward`."""
         if batch is None:
@@ -130,5 +131,6 @@ class DensityRoutedDefiNet(nn.Module):
                 edge_shift[edges],
                 sub_batch,
                 len(graphs),
+                None if cell is None else cell.reshape(-1, 3, 3)[graphs],
             )
         return out
