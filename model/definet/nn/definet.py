@@ -76,7 +76,9 @@ class DefiNetConfig:
             raise ValueError(f"model.dropout: expected a number in [0, 1), got {rate!r}")
         k = self.reciprocal_cutoff
         if isinstance(k, bool) or not isinstance(k, int | float) or k < 0:
-            raise ValueError(f"model.reciprocal_cutoff: expected a number >= 0 (1/A; 0: off), got {k!r}")
+            raise ValueError(
+                f"model.reciprocal_cutoff: expected a number >= 0 (1/A; 0: off), got {k!r}"
+            )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -484,7 +486,21 @@ class DefiNet(nn.Module):
             unit = rel / dist.unsqueeze(-1)
             rbf = self.rbf(dist)
             h, v, t, gs, gv, step = layer(
-                h, v, t, m, table, rbf, unit, rel, edge_index, pair, gs, gv, batch, num_graphs, waves
+                h,
+                v,
+                t,
+                m,
+                table,
+                rbf,
+                unit,
+                rel,
+                edge_index,
+                pair,
+                gs,
+                gv,
+                batch,
+                num_graphs,
+                waves,
             )
             x = x + step * movable
             positions.append(x)
