@@ -154,3 +154,23 @@ def test_wrappers_and_batches_pass_each_structure_its_own_cell(marked) -> None:
     np.testing.assert_allclose(routed[n_small:], each[0][n_small:], atol=1e-10)
     assert np.abs(each[0] - each[1]).max() > 1e-6
     assert (small.marker != PRISTINE).any()
+
+
+def test_a_cell_too_small_for_any_mode_gets_no_exchange() -> None:
+    """Every reciprocal lattice vector of a 2x2 MoS2 cell with c = 6 A is longer than 0.65 1/A:
+    the model predicts exactly what it does without the exchange."""
+    unrelaxed, _ = make_defect_pair(n=2, seed=2, c=6.0)
+    marked = mark_defects(
+        unrelaxed, pristine_supercell(mos2_unit_cell(), lattice=unrelaxed.lattice)
+    )
+    g = structure_to_graph(marked, SETTINGS)
+    k, weight = reciprocal_modes(g.cell, 0.65)
+    assert not (weight > 0).any()
+    plain = nontrivial_definet()
+    grown = DefiNet(DefiNetConfig(**{**plain.config.as_dict(), "reciprocal_cutoff": 0.65}))
+    grown = grown.double().eval()
+    load_pretrained(grown, plain)
+    for layer in grown.layers:
+        torch.nn.init.normal_(layer.reciprocal.out_v.weight, std=0.3)
+        torch.nn.init.normal_(layer.reciprocal.filter.bias, std=0.3)
+    np.testing.assert_allclose(predict(grown, g, g.cell), predict(plain, g), atol=1e-12)
