@@ -152,6 +152,11 @@ def _one_architecture(c: DefiNetConfig) -> str:
     return (
         f"hidden {c.hidden}, {c.num_layers} layers, {c.num_rbf} radial functions to {c.cutoff} A"
         + (", normalised features" if c.feature_norm else "")
+        + (
+            f", long-range exchange through the reciprocal lattice to {c.reciprocal_cutoff} 1/A"
+            if c.reciprocal_cutoff
+            else ""
+        )
     )
 
 

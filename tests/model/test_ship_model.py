@@ -58,3 +58,13 @@ def test_member_1_serves_the_low_density_hosts(ship_model) -> None:
     clause = ship_model.hosts_clause([[16, 42], [34, 74]])
     assert clause.endswith("vacant sites) is Mo-S or Se-W ")
     assert ship_model.hosts_clause(None) == ""
+
+
+def test_card_names_the_long_range_exchange_of_the_members_that_have_it(ship_model) -> None:
+    from definet.nn import DefiNetConfig
+
+    plain = DefiNetConfig(num_layers=6, feature_norm=True)
+    grown = DefiNetConfig(num_layers=8, feature_norm=True, reciprocal_cutoff=0.65)
+    text = ship_model.architecture_text([[plain], [plain, grown]])
+    assert text.count("long-range exchange through the reciprocal lattice to 0.65 1/A") == 1
+    assert "8 layers, 20 radial functions to 6.0 A, normalised features, long-range" in text
